@@ -1,0 +1,467 @@
+//! One cage: choosing its parent, creating `<parent>/<bot>/<cage-id>/main` with the policy's
+//! limits, reading its counters, and killing and removing it bottom-up.
+//!
+//! Kernel rules that shape this file (Documentation/admin-guide/cgroup-v2.rst):
+//! - "No internal process constraint": a non-root cgroup that holds processes cannot enable
+//!   controllers for its children (EBUSY). So the bot's cgroup and the cage never hold a
+//!   process; the child runs in the leaf `main`.
+//! - Controllers are only available in a cgroup whose parent lists them in
+//!   `cgroup.subtree_control`.
+//! - `cgroup.kill` (since 5.14) kills the whole subtree and handles processes forking meanwhile.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use nix::unistd::{AccessFlags, Uid, access};
+
+use super::fs::{self, *};
+use super::{CgroupError, Hierarchy};
+use crate::policy::{Controller, Parent, Policy};
+use crate::units::Limit;
+
+/// Where cages go, and which controllers they get.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub hierarchy: Hierarchy,
+    /// The chosen parent directory; the bot's cgroup is created in it.
+    pub parent: PathBuf,
+    /// Controllers that will be enabled for the cages.
+    pub controllers: Vec<Controller>,
+    /// Limits of the policy that cannot be applied, with the reason (best effort).
+    pub warnings: Vec<String>,
+}
+
+/// Picks the parent directory for `parent`.
+///
+/// `auto`: the root when claude-cage runs in the root of the hierarchy (or of its cgroup
+/// namespace); the parent of its own cgroup when that parent was delegated to it (systemd's
+/// `Delegate=` with `DelegateSubgroup=`, marked by the `trusted.delegate` or `user.delegate`
+/// extended attribute, or, for an unprivileged user, owned by that user); otherwise an error
+/// that explains how to delegate.
+pub fn choose_parent(h: &Hierarchy, parent: &Parent) -> Result<PathBuf, CgroupError> {
+    match parent {
+        Parent::Path(p) => {
+            let dir = h.dir(p);
+            if !dir.join(PROCS).exists() {
+                return Err(CgroupError::Placement(format!(
+                    "the parent cgroup {p} does not exist ({}): create it and enable the controllers \
+                     for its children, or use parent = \"auto\"",
+                    dir.display()
+                )));
+            }
+            Ok(dir)
+        }
+        Parent::Auto => {
+            if h.own == "/" {
+                return Ok(h.mount.clone());
+            }
+            let own_dir = h.dir(&h.own);
+            let parent_dir = own_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| h.mount.clone());
+            if is_delegated(&parent_dir) {
+                return Ok(parent_dir);
+            }
+            Err(CgroupError::Placement(format!(
+                "cannot place cages automatically: claude-cage runs in cgroup {own}, and its parent {parent} \
+                 is not delegated to it. Run the bot in a systemd service with Delegate=yes and \
+                 DelegateSubgroup=supervisor (systemd 254 or later), or as a user inside a delegated unit \
+                 (systemd-run --user --scope -p Delegate=yes ...), or set [cage] parent / --parent to a \
+                 cgroup you own whose parent enables the controllers",
+                own = h.own,
+                parent = h.relative(&parent_dir),
+            )))
+        }
+    }
+}
+
+/// Whether `dir` was delegated to us: marked so by systemd, or (for a non-root user) writable,
+/// which only a delegation makes it.
+fn is_delegated(dir: &Path) -> bool {
+    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else { return false };
+    for name in [c"trusted.delegate", c"user.delegate"] {
+        if crate::sys::getxattr(&c, name).is_some_and(|v| v == b"1") {
+            return true;
+        }
+    }
+    !Uid::effective().is_root()
+        && [PROCS, SUBTREE_CONTROL]
+            .iter()
+            .all(|f| access(&dir.join(f), AccessFlags::W_OK).is_ok())
+        && access(dir, AccessFlags::W_OK).is_ok()
+}
+
+/// Works out which controllers the cages get and which limits cannot be applied. A required
+/// controller that is missing is an error; any other missing controller whose limits the policy
+/// sets becomes a warning.
+pub fn plan(h: Hierarchy, parent: PathBuf, policy: &Policy) -> Result<Placement, CgroupError> {
+    let available = fs::words(&fs::read(&parent, CONTROLLERS)?);
+    let mut controllers = Vec::new();
+    let mut warnings = Vec::new();
+    for c in Controller::ALL {
+        let limited = match c {
+            Controller::Memory => {
+                policy.memory_high.is_some()
+                    || policy.memory_max.is_some()
+                    || policy.swap_max.is_some()
+                    || policy.bot_memory_max.is_some()
+            }
+            Controller::Pids => policy.pids_max.is_some() || policy.bot_pids_max.is_some(),
+            Controller::Cpu => policy.cpu_max.is_some() || policy.cpu_weight.is_some(),
+        };
+        let required = policy.require.contains(&c);
+        // memory and pids are enabled whenever they exist: their events are how a death is
+        // explained. cpu costs scheduler work, so only when the policy limits it.
+        let wanted = limited || required || c != Controller::Cpu;
+        if !wanted {
+            continue;
+        }
+        if available.iter().any(|a| a == c.name()) {
+            controllers.push(c);
+            continue;
+        }
+        let why = unavailable_reason(&h, &parent, c);
+        if required {
+            return Err(CgroupError::Unavailable { controller: c.name(), why });
+        }
+        if limited {
+            warnings.push(format!("{c} limits are not applied: {why}"));
+        }
+    }
+    Ok(Placement { hierarchy: h, parent, controllers, warnings })
+}
+
+fn unavailable_reason(h: &Hierarchy, parent: &Path, c: Controller) -> String {
+    let rel = h.relative(parent);
+    if h.is_v1(c.name()) {
+        format!("the {c} controller is bound to a cgroup v1 hierarchy on this host (a hybrid v1/v2 set-up); boot with systemd.unified_cgroup_hierarchy=1 to move it to cgroup v2")
+    } else if *parent == h.mount {
+        format!("the kernel offers no {c} controller in the cgroup v2 hierarchy at {}", h.mount.display())
+    } else {
+        format!(
+            "the {c} controller is not delegated to {rel} (it is missing from {rel}/cgroup.controllers); \
+             with systemd, add {} to the unit's Delegate= setting",
+            c.name()
+        )
+    }
+}
+
+/// The limits actually written, for the `start` event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub memory_high: Option<Limit>,
+    pub memory_max: Option<Limit>,
+    pub swap_max: Option<Limit>,
+    pub oom_group: Option<bool>,
+    pub pids_max: Option<Limit>,
+    pub cpu_max: Option<String>,
+    pub cpu_weight: Option<u32>,
+    pub bot_memory_max: Option<Limit>,
+    pub bot_pids_max: Option<Limit>,
+}
+
+/// Counters the kernel keeps for a cage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// `memory.events high`: times the cage was throttled above memory.high.
+    pub high: u64,
+    /// `memory.events oom`: times the cage's own memory.max was hit and reclaim failed.
+    pub oom: u64,
+    /// `memory.events oom_kill`: processes in the cage killed by any OOM killer.
+    pub oom_kill: u64,
+    /// `pids.events max`: forks refused by pids.max.
+    pub pids_max: u64,
+}
+
+/// A created cage: `<parent>/<bot>/<id>` with the child's leaf `main`.
+#[derive(Debug)]
+pub struct Cage {
+    pub id: String,
+    pub bot_dir: PathBuf,
+    pub dir: PathBuf,
+    pub main: PathBuf,
+    pub applied: Applied,
+}
+
+/// How often cage creation retries when a concurrent run removes the bot cgroup under it, or an
+/// old cage holds the id.
+const CREATE_ATTEMPTS: u32 = 16;
+
+impl Cage {
+    /// Creates the bot's cgroup (if missing) and a new cage in it with the policy's limits.
+    /// An existing cage directory is never joined: the next id is tried. On any error, what was
+    /// created is removed.
+    pub fn create(place: &Placement, name: &str, policy: &Policy) -> Result<Cage, CgroupError> {
+        let pid = std::process::id();
+        enable(&place.parent, &place.controllers)?;
+        let bot_dir = place.parent.join(name);
+        let mut serial = 1;
+        for _ in 0..CREATE_ATTEMPTS {
+            let created_bot = mkdir(&bot_dir)?;
+            let setup_bot = setup_bot(&bot_dir, place, policy);
+            if let Err(e) = setup_bot {
+                if created_bot {
+                    let _ = remove_dir_retrying(&bot_dir);
+                }
+                return Err(e);
+            }
+            let id = format!("{name}-{pid}-{serial}");
+            let dir = bot_dir.join(&id);
+            match std::fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    serial += 1;
+                    continue;
+                }
+                // A concurrent run removed the (empty) bot cgroup between our mkdir and this one.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(CgroupError::Create { path: dir, source }),
+            }
+            let mut cage = Cage { id, main: dir.join("main"), dir, bot_dir: bot_dir.clone(), applied: Applied::default() };
+            match cage.setup(place, policy) {
+                Ok(()) => return Ok(cage),
+                Err(e) => {
+                    let _ = cage.remove();
+                    return Err(e);
+                }
+            }
+        }
+        Err(CgroupError::Placement(format!(
+            "could not create a new cage under {} after {CREATE_ATTEMPTS} attempts",
+            bot_dir.display()
+        )))
+    }
+
+    fn setup(&mut self, place: &Placement, policy: &Policy) -> Result<(), CgroupError> {
+        let has = |c| place.controllers.contains(&c);
+        let a = &mut self.applied;
+        if has(Controller::Memory) {
+            if let Some(v) = policy.memory_max {
+                write(&self.dir, MEMORY_MAX, &v.to_cgroup_value())?;
+                a.memory_max = Some(v);
+            }
+            if let Some(v) = policy.memory_high {
+                write(&self.dir, MEMORY_HIGH, &v.to_cgroup_value())?;
+                a.memory_high = Some(v);
+            }
+            if let Some(v) = policy.swap_max {
+                if self.dir.join(MEMORY_SWAP_MAX).exists() {
+                    write(&self.dir, MEMORY_SWAP_MAX, &v.to_cgroup_value())?;
+                    a.swap_max = Some(v);
+                }
+            }
+            write(&self.dir, MEMORY_OOM_GROUP, if policy.oom_group { "1" } else { "0" })?;
+            a.oom_group = Some(policy.oom_group);
+        }
+        if has(Controller::Pids) {
+            if let Some(v) = policy.pids_max {
+                write(&self.dir, PIDS_MAX, &v.to_cgroup_value())?;
+                a.pids_max = Some(v);
+            }
+        }
+        if has(Controller::Cpu) {
+            if let Some(v) = policy.cpu_max {
+                write(&self.dir, CPU_MAX, &v.to_cgroup_value())?;
+                a.cpu_max = Some(v.to_cgroup_value());
+            }
+            if let Some(v) = policy.cpu_weight {
+                write(&self.dir, CPU_WEIGHT, &v.to_string())?;
+                a.cpu_weight = Some(v);
+            }
+        }
+        if has(Controller::Memory) {
+            a.bot_memory_max = policy.bot_memory_max;
+        }
+        if has(Controller::Pids) {
+            a.bot_pids_max = policy.bot_pids_max;
+        }
+        // The cage enables its controllers for its own children, so that a cgroup the child
+        // creates beside `main` (Claude Code does) can be limited too; it is inside the cage's
+        // budget either way.
+        enable(&self.dir, &place.controllers)?;
+        std::fs::create_dir(&self.main).map_err(|source| CgroupError::Create { path: self.main.clone(), source })
+    }
+
+    /// Reads the cage's counters; files this kernel lacks count as zero.
+    pub fn counters(&self) -> Counters {
+        let mem = fs::read_optional(&self.dir, MEMORY_EVENTS).ok().flatten().unwrap_or_default();
+        let pids = fs::read_optional(&self.dir, PIDS_EVENTS).ok().flatten().unwrap_or_default();
+        Counters {
+            high: fs::keyed(&mem, "high").unwrap_or(0),
+            oom: fs::keyed(&mem, "oom").unwrap_or(0),
+            oom_kill: fs::keyed(&mem, "oom_kill").unwrap_or(0),
+            pids_max: fs::keyed(&pids, "max").unwrap_or(0),
+        }
+    }
+
+    /// The bot cgroup's `memory.events oom` counter: how often the bot's aggregate limit was hit.
+    pub fn bot_oom(&self) -> u64 {
+        let mem = fs::read_optional(&self.bot_dir, MEMORY_EVENTS).ok().flatten().unwrap_or_default();
+        fs::keyed(&mem, "oom").unwrap_or(0)
+    }
+
+    /// `memory.peak` (since 5.19), or `None`.
+    pub fn memory_peak(&self) -> Option<u64> {
+        fs::read_optional(&self.dir, MEMORY_PEAK).ok().flatten().and_then(|t| fs::number(&t))
+    }
+
+    /// How many processes are in the cage, its nested cgroups included.
+    pub fn process_count(&self) -> usize {
+        std::iter::once(self.dir.clone())
+            .chain(fs::descendants(&self.dir))
+            .map(|d| fs::read(&d, PROCS).map(|t| fs::pids(&t).len()).unwrap_or(0))
+            .sum()
+    }
+
+    /// Whether any process is left in the cage (`cgroup.events populated`).
+    pub fn populated(&self) -> Result<bool, CgroupError> {
+        Ok(fs::keyed(&fs::read(&self.dir, EVENTS)?, "populated").unwrap_or(0) != 0)
+    }
+
+    /// Kills every process in the cage at once. `cgroup.kill` is atomic with respect to forks;
+    /// on kernels before 5.14 every listed process is sent SIGKILL until the cage is empty.
+    pub fn kill(&self) -> Result<(), CgroupError> {
+        match write(&self.dir, KILL, "1") {
+            Ok(()) => Ok(()),
+            Err(CgroupError::Write { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                for _ in 0..100 {
+                    let mut any = false;
+                    for d in std::iter::once(self.dir.clone()).chain(fs::descendants(&self.dir)) {
+                        for pid in fs::pids(&fs::read(&d, PROCS).unwrap_or_default()) {
+                            any = true;
+                            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                        }
+                    }
+                    if !any {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits until the cage is empty, woken by inotify on `cgroup.events` (the kernel notifies
+    /// on every change of `populated`). Returns false if `timeout` ran out first.
+    pub fn wait_empty(&self, timeout: Duration) -> Result<bool, CgroupError> {
+        let events = self.dir.join(EVENTS);
+        let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
+            .map_err(|source| CgroupError::Watch { path: events.clone(), source })?;
+        ino.add_watch(&events, AddWatchFlags::IN_MODIFY)
+            .map_err(|source| CgroupError::Watch { path: events.clone(), source })?;
+        let deadline = Instant::now() + timeout;
+        // The watch is in place before the first read, so a change after it cannot be missed.
+        loop {
+            if !self.populated()? {
+                return Ok(true);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            let mut fds = [PollFd::new(ino.as_fd(), PollFlags::POLLIN)];
+            let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX);
+            match poll(&mut fds, ms) {
+                Ok(_) | Err(nix::Error::EINTR) => {
+                    let _ = ino.read_events();
+                }
+                Err(source) => return Err(CgroupError::Watch { path: events, source }),
+            }
+        }
+    }
+
+    /// Removes the cage's cgroups bottom-up (those the child created included), then the bot's
+    /// cgroup if no other cage is left in it.
+    pub fn remove(&self) -> Result<(), CgroupError> {
+        let mut dirs = fs::descendants(&self.dir);
+        dirs.reverse();
+        dirs.push(self.dir.clone());
+        for d in &dirs {
+            remove_dir_retrying(d)?;
+        }
+        remove_bot_if_empty(&self.bot_dir);
+        Ok(())
+    }
+}
+
+use std::os::fd::AsFd;
+
+/// Removes the bot's cgroup when no cage is left in it. A cage being created concurrently
+/// makes rmdir fail (EBUSY) or recreates the bot cgroup afterwards; both are fine.
+pub fn remove_bot_if_empty(bot_dir: &Path) {
+    let has_children = std::fs::read_dir(bot_dir)
+        .map(|rd| rd.flatten().any(|e| e.file_type().is_ok_and(|t| t.is_dir())))
+        .unwrap_or(true);
+    if !has_children {
+        let _ = std::fs::remove_dir(bot_dir);
+    }
+}
+
+/// Creates a cgroup; `Ok(false)` if it already existed.
+fn mkdir(dir: &Path) -> Result<bool, CgroupError> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(source) => Err(CgroupError::Create { path: dir.to_path_buf(), source }),
+    }
+}
+
+/// Writes the bot's aggregate limits (resetting to "max" what the policy leaves unset, so the
+/// policy is the whole truth) and enables the controllers for its cages.
+fn setup_bot(bot_dir: &Path, place: &Placement, policy: &Policy) -> Result<(), CgroupError> {
+    let has = |c| place.controllers.contains(&c);
+    if has(Controller::Memory) {
+        write(bot_dir, MEMORY_MAX, &policy.bot_memory_max.unwrap_or(Limit::Max).to_cgroup_value())?;
+    }
+    if has(Controller::Pids) {
+        write(bot_dir, PIDS_MAX, &policy.bot_pids_max.unwrap_or(Limit::Max).to_cgroup_value())?;
+    }
+    enable(bot_dir, &place.controllers)
+}
+
+/// Enables `controllers` for the children of `dir`, one at a time so that an error names the
+/// controller. Already enabled ones are left alone (no write at all when nothing is missing).
+fn enable(dir: &Path, controllers: &[Controller]) -> Result<(), CgroupError> {
+    let enabled = fs::words(&fs::read(dir, SUBTREE_CONTROL)?);
+    for c in controllers {
+        if enabled.iter().any(|e| e == c.name()) {
+            continue;
+        }
+        if let Err(e) = write(dir, SUBTREE_CONTROL, &format!("+{}", c.name())) {
+            let why = match &e {
+                CgroupError::Write { source, .. } if source.raw_os_error() == Some(libc::EBUSY) => format!(
+                    "{} holds processes, and the kernel's no-internal-process rule forbids enabling \
+                     controllers for the children of a non-root cgroup that does; move those processes \
+                     into a child cgroup (systemd: DelegateSubgroup=) or choose another parent",
+                    dir.display()
+                ),
+                CgroupError::Write { source, .. } => source.to_string(),
+                other => other.to_string(),
+            };
+            return Err(CgroupError::Enable { path: dir.to_path_buf(), controller: c.name(), why });
+        }
+    }
+    Ok(())
+}
+
+/// rmdir with a bounded retry: right after a kill the kernel may still report EBUSY for a few
+/// milliseconds while the last tasks are released.
+fn remove_dir_retrying(dir: &Path) -> Result<(), CgroupError> {
+    let mut delay = Duration::from_millis(1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(100));
+            }
+            Err(source) => return Err(CgroupError::Remove { path: dir.to_path_buf(), source }),
+        }
+    }
+}

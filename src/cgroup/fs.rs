@@ -1,0 +1,140 @@
+//! Reading and writing cgroupfs files. This is the only place that knows their names; every
+//! error carries the operation, the path and the value written.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::CgroupError;
+
+pub const PROCS: &str = "cgroup.procs";
+pub const CONTROLLERS: &str = "cgroup.controllers";
+pub const SUBTREE_CONTROL: &str = "cgroup.subtree_control";
+pub const EVENTS: &str = "cgroup.events";
+pub const KILL: &str = "cgroup.kill";
+pub const MEMORY_HIGH: &str = "memory.high";
+pub const MEMORY_MAX: &str = "memory.max";
+pub const MEMORY_SWAP_MAX: &str = "memory.swap.max";
+pub const MEMORY_OOM_GROUP: &str = "memory.oom.group";
+pub const MEMORY_EVENTS: &str = "memory.events";
+pub const MEMORY_PEAK: &str = "memory.peak";
+pub const MEMORY_CURRENT: &str = "memory.current";
+pub const PIDS_MAX: &str = "pids.max";
+pub const PIDS_EVENTS: &str = "pids.events";
+pub const CPU_MAX: &str = "cpu.max";
+pub const CPU_WEIGHT: &str = "cpu.weight";
+
+/// Writes `value` into the cgroup file `dir/name`. cgroupfs files always exist: they are opened
+/// without `O_CREAT` or truncation, so a missing file is an error, never a new regular file.
+pub fn write(dir: &Path, name: &str, value: &str) -> Result<(), CgroupError> {
+    let path = dir.join(name);
+    let result = OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(value.as_bytes()));
+    result.map_err(|source| CgroupError::Write { path, value: value.to_owned(), source })
+}
+
+/// Reads the cgroup file `dir/name` as text.
+pub fn read(dir: &Path, name: &str) -> Result<String, CgroupError> {
+    let path = dir.join(name);
+    let mut s = String::new();
+    File::open(&path)
+        .and_then(|mut f| f.read_to_string(&mut s))
+        .map_err(|source| CgroupError::Read { path, source })?;
+    Ok(s)
+}
+
+/// Reads a file, or `None` when this kernel does not have it (ENOENT).
+pub fn read_optional(dir: &Path, name: &str) -> Result<Option<String>, CgroupError> {
+    match read(dir, name) {
+        Ok(s) => Ok(Some(s)),
+        Err(CgroupError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The value of `key` in a flat-keyed file such as `memory.events` ("oom_kill 3").
+pub fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        if k == key { v.trim().parse().ok() } else { None }
+    })
+}
+
+/// A single-number file such as `memory.peak`.
+pub fn number(text: &str) -> Option<u64> {
+    text.trim().parse().ok()
+}
+
+/// The pids listed in a `cgroup.procs`.
+pub fn pids(text: &str) -> Vec<i32> {
+    text.lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+/// The names in a space-separated list such as `cgroup.controllers`.
+pub fn words(text: &str) -> Vec<String> {
+    text.split_whitespace().map(str::to_owned).collect()
+}
+
+/// Every cgroup below `dir` (not `dir` itself), parents before their children.
+pub fn descendants(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                out.push(e.path());
+                stack.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyed_values() {
+        let t = "low 0\nhigh 12\nmax 3\noom 1\noom_kill 2\noom_group_kill 1\n";
+        assert_eq!(keyed(t, "high"), Some(12));
+        assert_eq!(keyed(t, "oom_kill"), Some(2));
+        assert_eq!(keyed(t, "oom"), Some(1));
+        assert_eq!(keyed(t, "missing"), None);
+        assert_eq!(keyed("populated 1\nfrozen 0\n", "populated"), Some(1));
+    }
+
+    #[test]
+    fn lists() {
+        assert_eq!(pids("12\n345\n\n"), vec![12, 345]);
+        assert_eq!(words("cpuset cpu memory pids\n"), vec!["cpuset", "cpu", "memory", "pids"]);
+        assert_eq!(number("1048576\n"), Some(1048576));
+        assert_eq!(number("max\n"), None);
+    }
+
+    #[test]
+    fn writes_never_create_files() {
+        let dir = std::env::temp_dir().join(format!("claude-cage-fs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = write(&dir, MEMORY_MAX, "1").unwrap_err();
+        assert!(!dir.join(MEMORY_MAX).exists());
+        assert!(e.to_string().contains("memory.max"), "{e}");
+        assert!(e.to_string().contains("\"1\""), "{e}");
+        std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[test]
+    fn descendants_parents_first() {
+        let dir = std::env::temp_dir().join(format!("claude-cage-desc-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("a/b/c")).unwrap();
+        std::fs::create_dir_all(dir.join("d")).unwrap();
+        let got = descendants(&dir);
+        let pos = |p: &str| got.iter().position(|x| x == &dir.join(p)).unwrap();
+        assert_eq!(got.len(), 4);
+        assert!(pos("a") < pos("a/b") && pos("a/b") < pos("a/b/c"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,87 @@
+//! The command line, as clap derive definitions only; the `///` comments are the help text.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Run every Claude Code child process in its own cgroup v2 cage: memory, pids and CPU limits
+/// from a per-bot policy, the whole process tree killed when it ends, and one plain line on
+/// stderr saying why it died.
+///
+/// Invoked under any other file name (a symlink named `claude`, see `install-shim`), it behaves
+/// as `claude-cage run -- <program> ARGS...` and passes every argument to the program.
+#[derive(Debug, Parser)]
+#[command(name = "claude-cage", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run PROGRAM in a new cage and exit with its status.
+    ///
+    /// Exit status: the child's own; 128+N if a signal N killed it (137 for an OOM kill); 124
+    /// when max-runtime or stdin-eof-grace ran out; 125 when claude-cage itself failed and
+    /// nothing was started; 126 / 127 when PROGRAM cannot be executed / is not found.
+    Run(RunArgs),
+    /// Create the shim: a symlink named `claude` to this executable, in DIR.
+    ///
+    /// Point the Python SDK's `cli_path` (or any host that can only name an executable) at the
+    /// symlink. The policy then comes from $CLAUDE_CAGE_POLICY, else
+    /// $XDG_CONFIG_HOME/claude-cage/policy.toml (~/.config/claude-cage/policy.toml), else
+    /// /etc/claude-cage/policy.toml, else the built-in default.
+    InstallShim(InstallShimArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The policy file (TOML). Without it, the built-in default policy applies.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// The bot's name: cages go in <parent>/<NAME>/. Default: the policy's, else the program's
+    /// file name.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Where the bot's cgroup goes: "auto", or a cgroup path relative to the cgroup2 mount
+    /// such as "/bots".
+    #[arg(long, value_name = "CGROUP")]
+    pub parent: Option<String>,
+    /// Throttle the cage above this much memory (e.g. 3G, 512M, 25%, max).
+    #[arg(long, value_name = "SIZE")]
+    pub memory_high: Option<String>,
+    /// OOM-kill the cage above this much memory (e.g. 4G, 50%, max).
+    #[arg(long, value_name = "SIZE")]
+    pub memory_max: Option<String>,
+    /// The most processes and threads the cage may hold (or "max").
+    #[arg(long, value_name = "N")]
+    pub pids_max: Option<String>,
+    /// Kill the cage after this long (e.g. 30m, 4h); exit 124.
+    #[arg(long, value_name = "DURATION")]
+    pub max_runtime: Option<String>,
+    /// Once stdin (a pipe or socket) is closed by every writer, kill the cage after this long;
+    /// exit 124.
+    #[arg(long, value_name = "DURATION")]
+    pub stdin_eof_grace: Option<String>,
+    /// After forwarding SIGTERM, SIGINT or SIGHUP, kill the cage after this long (default 3s).
+    #[arg(long, value_name = "DURATION")]
+    pub term_grace: Option<String>,
+    /// Append events as JSON lines to FILE ("-" for stderr).
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<String>,
+    /// The program and its arguments. Without them, the policy's `program`.
+    #[arg(value_name = "PROGRAM", trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallShimArgs {
+    /// Where to create the symlink `claude` (created if missing). Default:
+    /// /usr/local/lib/claude-cage as root, ~/.local/lib/claude-cage otherwise.
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Replace an existing `claude` in DIR.
+    #[arg(long)]
+    pub force: bool,
+}

@@ -1,0 +1,4 @@
+//! One module per subcommand.
+
+pub mod install_shim;
+pub mod run;

@@ -1,0 +1,424 @@
+//! `claude-cage run` (and shim mode): validate everything, create the cage, start the child in
+//! it, supervise, then kill and remove the cage and explain the end in one line.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::Pid;
+
+use crate::cgroup::{self, Cage, CgroupError, Counters, Hierarchy};
+use crate::events::{Event, EventLog, ExitRecord, Limits, Reason};
+use crate::exit;
+use crate::policy::{self, Overrides, ParentDeath, Policy, PolicyError};
+use crate::spawn::{self, SpawnError};
+use crate::supervise::{self, Cause, ChildEnd, Lifetime, Outcome, Starter};
+use crate::sys;
+use crate::units::{Bytes, Elapsed, Limit};
+
+/// Where the policy comes from.
+#[derive(Debug, Clone)]
+pub enum PolicySource {
+    File(PathBuf),
+    Default,
+}
+
+/// One `run`, as parsed from the command line or derived in shim mode.
+#[derive(Debug)]
+pub struct Invocation {
+    pub policy: PolicySource,
+    pub overrides: Overrides,
+    /// PROGRAM; `None` means the policy's `program`.
+    pub program: Option<OsString>,
+    /// The program's arguments (without its name).
+    pub args: Vec<OsString>,
+    /// In shim mode, PATH entries that are claude-cage itself are skipped.
+    pub skip_self: bool,
+    /// The pid of the process that started claude-cage, read first thing in `main`.
+    pub starter: Pid,
+}
+
+/// A failure before the child ran; claude-cage exits 125, 126 or 127.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    #[error("failed to open the events file {path}")]
+    Events { path: String, source: std::io::Error },
+    #[error("no program to run: give one after `--`, or set `program` in the policy ({0})")]
+    NoProgram(String),
+    #[error("the process that started claude-cage (pid {0}) died before the child was started")]
+    StarterGone(Pid),
+    #[error("failed to set up signal handling")]
+    Signals(#[source] nix::Error),
+}
+
+impl RunError {
+    pub fn exit_status(&self) -> i32 {
+        match self {
+            RunError::Spawn(e) => e.exit_status(),
+            _ => exit::FAILURE,
+        }
+    }
+}
+
+/// Blocks the signals the supervisor handles, returning the mask claude-cage was started with.
+/// Called before anything is created, so a signal that arrives early waits in the signalfd.
+pub fn block_signals() -> SigSet {
+    let mut original = SigSet::empty();
+    // sigprocmask only fails for an invalid `how`, which this is not.
+    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&supervise::handled_signals()), Some(&mut original));
+    original
+}
+
+/// Runs the invocation and returns claude-cage's exit status.
+pub fn run(inv: Invocation, original_mask: SigSet) -> i32 {
+    match prepare_and_run(inv, original_mask) {
+        Ok(status) => status,
+        Err(e) => {
+            eprintln!("claude-cage: {}", error_chain(&e));
+            e.exit_status()
+        }
+    }
+}
+
+/// "failed to write ... : Permission denied (os error 13)": the error and its sources, once each.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// The memory of the machine, for sizes given as a percentage.
+pub fn mem_total() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// Loads the policy of an invocation.
+pub fn load_policy(source: &PolicySource, overrides: &Overrides) -> Result<Policy, PolicyError> {
+    match source {
+        PolicySource::File(p) => policy::load_file(p, overrides, mem_total()),
+        PolicySource::Default => policy::load_default(overrides, mem_total()),
+    }
+}
+
+fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunError> {
+    // Prepare: every input is validated before anything is created.
+    let policy = load_policy(&inv.policy, &inv.overrides)?;
+    let program = inv
+        .program
+        .or_else(|| policy.program.clone().map(OsString::from))
+        .ok_or_else(|| RunError::NoProgram(policy.source.clone()))?;
+    let command: Vec<OsString> = std::iter::once(program.clone()).chain(inv.args).collect();
+    let program = program.to_string_lossy().into_owned();
+    let myself = inv.skip_self.then(|| std::env::current_exe().ok()).flatten();
+    let path = spawn::resolve(&program, std::env::var_os("PATH").as_deref(), myself.as_deref())?;
+    let name = policy.name.clone().unwrap_or_else(|| policy::name_from_program(&program));
+    let mut log = EventLog::open(policy.events_file.as_deref())
+        .map_err(|source| RunError::Events { path: policy.events_file.clone().unwrap_or_default(), source })?;
+
+    let hierarchy = Hierarchy::discover()?;
+    let parent = cgroup::choose_parent(&hierarchy, &policy.parent)?;
+    let placement = cgroup::plan(hierarchy, parent, &policy)?;
+    for w in &placement.warnings {
+        eprintln!("claude-cage warning: {w}");
+    }
+
+    let starter = watch_starter(inv.starter, policy.parent_death)?;
+    let signals = SignalFd::with_flags(&supervise::handled_signals(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(RunError::Signals)?;
+    // Orphaned descendants of the child are reparented to claude-cage, which reaps them, so no
+    // zombie keeps a pids charge or a process table slot.
+    nix::sys::prctl::set_child_subreaper(true).map_err(RunError::Signals)?;
+
+    // Commit: from here on, no path may leave the cage behind.
+    let cage = Cage::create(&placement, &name, &policy)?;
+    if policy.swap_max.is_some() && cage.applied.oom_group.is_some() && cage.applied.swap_max.is_none() {
+        eprintln!("claude-cage warning: memory.swap-max is not applied: this kernel has no swap accounting");
+    }
+    let cage_dir = cage.dir.clone().into_os_string();
+    let env: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| k != "CLAUDE_CAGE_ID" && k != "CLAUDE_CAGE_CGROUP")
+        .chain([("CLAUDE_CAGE_ID".into(), cage.id.clone().into()), ("CLAUDE_CAGE_CGROUP".into(), cage_dir)])
+        .collect();
+    let started = Instant::now();
+    let child = match spawn::spawn(&cage.main, &path, &command, env, original_mask) {
+        Ok(c) => c,
+        Err(e) => {
+            if let Err(re) = teardown(&cage) {
+                eprintln!("claude-cage warning: {}", error_chain(&re));
+            }
+            return Err(e.into());
+        }
+    };
+    log.set_cage(&cage.id, &name);
+    log.emit(&Event::Start {
+        pid: child.pid.as_raw(),
+        cgroup: cage.dir.display().to_string(),
+        program: path.display().to_string(),
+        argv: command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+        limits: Limits::from(&cage.applied),
+    });
+
+    let lifetime = Lifetime {
+        max_runtime: policy.max_runtime,
+        stdin_eof_grace: policy.stdin_eof_grace,
+        term_grace: policy.term_grace,
+    };
+    let outcome = match supervise::supervise(&child, &cage, &signals, lifetime, starter, &mut log) {
+        Ok(o) => o,
+        Err(e) => {
+            // The loop itself failed: end the cage rather than leave it unsupervised.
+            eprintln!("claude-cage warning: supervision failed: {e}; killing the cage");
+            let _ = cage.kill();
+            let mut status = None;
+            while status.is_none() {
+                let _ = nix::sys::wait::waitpid(child.pid, None).map(|s| match s {
+                    nix::sys::wait::WaitStatus::Exited(_, c) => status = Some(ChildEnd::Exited(c)),
+                    nix::sys::wait::WaitStatus::Signaled(_, s, _) => status = Some(ChildEnd::Signaled(s)),
+                    _ => {}
+                });
+            }
+            Outcome { end: status.unwrap_or(ChildEnd::Signaled(Signal::SIGKILL)), cause: None, leftover: 0, killed_by_us: true }
+        }
+    };
+    let duration = started.elapsed();
+
+    // End: kill whatever is left, wait until the cage is empty, read the final figures, remove.
+    let counters = cage.counters();
+    let bot_oom = cage.bot_oom();
+    let cleanup = teardown_with(&cage, || {
+        let mut ignored = None;
+        supervise::reap(child.pid, &mut ignored);
+    });
+    let peak = cleanup.as_ref().ok().copied().flatten();
+    if let Err(e) = &cleanup {
+        eprintln!("claude-cage warning: {}", error_chain(e));
+    }
+
+    let end = End { outcome: &outcome, counters, bot_oom, peak, duration, policy: &policy, cage: &cage };
+    let (reason, status) = end.conclude();
+    log.emit(&Event::Exit(ExitRecord {
+        reason,
+        status,
+        signal: match outcome.end {
+            ChildEnd::Signaled(s) => Some(s as i32),
+            ChildEnd::Exited(_) => None,
+        },
+        duration_ms: duration.as_millis() as u64,
+        memory_peak: peak,
+        oom_kills: counters.oom_kill,
+        leftover: outcome.leftover,
+    }));
+    if !(reason == Reason::Exited && status == 0) {
+        eprintln!("claude-cage: {}: {}", cage.id, end.explain(reason));
+    }
+    Ok(status)
+}
+
+/// Kills and removes a cage, reaping zombies in between; returns `memory.peak` read before the
+/// cgroup is gone.
+fn teardown_with(cage: &Cage, reap: impl Fn()) -> Result<Option<u64>, CgroupError> {
+    if cage.populated()? {
+        cage.kill()?;
+    }
+    let empty = cage.wait_empty(Duration::from_secs(10))?;
+    reap();
+    let peak = cage.memory_peak();
+    if !empty {
+        return Err(CgroupError::StillPopulated { path: cage.dir.clone() });
+    }
+    cage.remove()?;
+    Ok(peak)
+}
+
+fn teardown(cage: &Cage) -> Result<(), CgroupError> {
+    teardown_with(cage, || {}).map(|_| ())
+}
+
+/// Opens a pidfd on the process that started claude-cage, so that its death wakes the poll
+/// loop. Checking the parent pid again after opening closes the race with a parent that died
+/// just before: its pid might already name another process.
+fn watch_starter(pid: Pid, mode: ParentDeath) -> Result<Option<Starter>, RunError> {
+    if mode == ParentDeath::Ignore || pid.as_raw() <= 1 {
+        return Ok(None);
+    }
+    let pidfd = sys::pidfd_open(pid);
+    if nix::unistd::getppid() != pid {
+        return Err(RunError::StarterGone(pid));
+    }
+    match pidfd {
+        Ok(pidfd) => Ok(Some(Starter { pid, pidfd })),
+        // Kernels before 5.3 have no pidfd_open: parent-death cannot be watched there.
+        Err(e) => {
+            eprintln!("claude-cage warning: parent-death is not enforced: pidfd_open failed: {e}");
+            Ok(None)
+        }
+    }
+}
+
+/// Everything needed to name the reason for the end and explain it.
+struct End<'a> {
+    outcome: &'a Outcome,
+    counters: Counters,
+    bot_oom: u64,
+    peak: Option<u64>,
+    duration: Duration,
+    policy: &'a Policy,
+    cage: &'a Cage,
+}
+
+impl End<'_> {
+    /// The reason and claude-cage's exit status.
+    fn conclude(&self) -> (Reason, i32) {
+        let child_status = match self.outcome.end {
+            ChildEnd::Exited(c) => c,
+            ChildEnd::Signaled(s) => exit::SIGNALED_BASE + s as i32,
+        };
+        match self.outcome.cause {
+            Some(Cause::Timeout) => (Reason::Timeout, exit::TIMEOUT),
+            Some(Cause::StdinClosed) => (Reason::StdinClosed, exit::TIMEOUT),
+            Some(Cause::ParentDied) => (Reason::ParentDied, child_status),
+            Some(Cause::Terminated(_)) => (Reason::Terminated, child_status),
+            None => match self.outcome.end {
+                ChildEnd::Exited(c) => (Reason::Exited, c),
+                // The OOM killer sends SIGKILL; the counter tells it apart from a kill -9.
+                ChildEnd::Signaled(Signal::SIGKILL) if self.counters.oom_kill > 0 => (Reason::OomKilled, child_status),
+                ChildEnd::Signaled(_) => (Reason::Signaled, child_status),
+            },
+        }
+    }
+
+    /// Which limit the OOM killer enforced, in words.
+    fn oom_limit(&self) -> String {
+        let fmt = |l: Option<Limit>| l.and_then(Limit::bytes).map(|b| Bytes(b).to_string());
+        if self.counters.oom > 0 {
+            match fmt(self.cage.applied.memory_max) {
+                Some(m) => format!("at memory.max {m}"),
+                None => "at the cage's memory limit".to_owned(),
+            }
+        } else if self.bot_oom > 0 {
+            match fmt(self.cage.applied.bot_memory_max) {
+                Some(m) => format!("at the bot's aggregate memory-max {m}"),
+                None => "at the bot's aggregate memory limit".to_owned(),
+            }
+        } else {
+            "outside the cage's limits (the host or an enclosing cgroup ran out of memory)".to_owned()
+        }
+    }
+
+    fn peak(&self) -> String {
+        self.peak.map(|p| format!(" (peak {})", Bytes(p))).unwrap_or_default()
+    }
+
+    fn leftovers(&self) -> String {
+        match self.outcome.leftover {
+            0 => String::new(),
+            1 => "; killed 1 leftover process".to_owned(),
+            n => format!("; killed {n} leftover processes"),
+        }
+    }
+
+    fn child_end(&self) -> String {
+        match self.outcome.end {
+            ChildEnd::Exited(c) => format!("exited with status {c}"),
+            ChildEnd::Signaled(s) => format!("was killed by {s} ({})", exit::SIGNALED_BASE + s as i32),
+        }
+    }
+
+    /// The one line for stderr, after "claude-cage: <cage>: ".
+    fn explain(&self, reason: Reason) -> String {
+        let after = Elapsed(self.duration);
+        let oom_note = if self.counters.oom_kill > 0 && reason != Reason::OomKilled {
+            let n = self.counters.oom_kill;
+            format!(
+                "; {n} process{} in the cage {} OOM-killed {}{}",
+                if n == 1 { "" } else { "es" },
+                if n == 1 { "was" } else { "were" },
+                self.oom_limit(),
+                self.peak()
+            )
+        } else {
+            String::new()
+        };
+        let tail = format!("{oom_note}{}", self.leftovers());
+        match reason {
+            Reason::OomKilled => format!("killed by the kernel OOM killer {}{} after {after}{}", self.oom_limit(), self.peak(), self.leftovers()),
+            Reason::Exited => format!("exited with status {} after {after}{tail}", match self.outcome.end {
+                ChildEnd::Exited(c) => c,
+                ChildEnd::Signaled(_) => 0,
+            }),
+            Reason::Signaled => format!("{} after {after}{tail}", self.child_end().replacen("was killed", "killed", 1)),
+            Reason::Timeout => format!(
+                "max-runtime {} ran out; killed the cage{}",
+                Elapsed(self.policy.max_runtime.unwrap_or_default()),
+                tail
+            ),
+            Reason::StdinClosed => format!(
+                "stdin was closed and the child did not exit within stdin-eof-grace {}; killed the cage after {after}{tail}",
+                Elapsed(self.policy.stdin_eof_grace.unwrap_or_default())
+            ),
+            Reason::ParentDied => format!("the process that started claude-cage died; killed the cage after {after}{tail}"),
+            Reason::Terminated => {
+                let sig = match self.outcome.cause {
+                    Some(Cause::Terminated(s)) => s.as_str(),
+                    _ => "a signal",
+                };
+                if self.outcome.killed_by_us {
+                    format!(
+                        "received {sig}; the child did not exit within term-grace {}; killed the cage after {after}{tail}",
+                        Elapsed(self.policy.term_grace)
+                    )
+                } else {
+                    format!("received {sig}, forwarded it; the child {} after {after}{tail}", self.child_end())
+                }
+            }
+            Reason::Killed => format!("killed by an operator after {after}{tail}"),
+        }
+    }
+}
+
+/// Resolves the policy file for shim mode: $CLAUDE_CAGE_POLICY, else
+/// $XDG_CONFIG_HOME/claude-cage/policy.toml (or ~/.config/claude-cage/policy.toml), else
+/// /etc/claude-cage/policy.toml, else the built-in default.
+pub fn shim_policy() -> PolicySource {
+    if let Some(p) = std::env::var_os("CLAUDE_CAGE_POLICY").filter(|p| !p.is_empty()) {
+        return PolicySource::File(PathBuf::from(p));
+    }
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".config")));
+    let candidates = config
+        .map(|c| c.join("claude-cage/policy.toml"))
+        .into_iter()
+        .chain([PathBuf::from("/etc/claude-cage/policy.toml")]);
+    for c in candidates {
+        if c.exists() {
+            return PolicySource::File(c);
+        }
+    }
+    PolicySource::Default
+}

@@ -1,0 +1,14 @@
+//! claude-cage: the engine behind the `claude-cage` command. It runs a program in its own
+//! cgroup v2 cage with a policy's limits, supervises it in one poll loop, kills the whole cage
+//! when the program ends, and says why it ended.
+
+pub mod cgroup;
+pub mod cli;
+pub mod cmd;
+pub mod events;
+pub mod exit;
+pub mod policy;
+pub mod spawn;
+pub mod supervise;
+pub mod sys;
+pub mod units;

@@ -1,0 +1,91 @@
+//! The `claude-cage` binary: choose between shim mode and the command line, dispatch, and map
+//! the outcome to an exit status. The engine is the library.
+//!
+//! `no_main`: Rust's runtime start-up sets SIGPIPE to "ignore", and an ignored signal stays
+//! ignored across exec. The child must get the signal dispositions claude-cage was started
+//! with, so the C `main` below is the entry point and the runtime's start-up does not run.
+#![no_main]
+
+use std::ffi::{OsStr, c_char, c_int};
+use std::io::Write;
+use std::path::Path;
+
+use clap::Parser;
+
+use claude_cage::cli::{Cli, Command};
+use claude_cage::cmd::{install_shim, run};
+use claude_cage::exit;
+use claude_cage::policy::Overrides;
+
+/// The file name that selects the command line; any other name is shim mode.
+const OWN_NAME: &str = "claude-cage";
+
+// SAFETY: this is the process's only `main` symbol (the crate is `no_main`), with the C
+// signature the C runtime calls. On Linux with glibc, std reads the arguments and environment
+// through its own `.init_array` hook, so `std::env` works without Rust's start-up code.
+#[unsafe(no_mangle)]
+extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
+    let code = real_main();
+    let _ = std::io::stdout().flush();
+    code
+}
+
+fn real_main() -> i32 {
+    // Read first: a starter that dies later must not be confused with a reused pid.
+    let starter = nix::unistd::getppid();
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    let invoked_as = Path::new(&argv0).file_name().unwrap_or(OsStr::new(OWN_NAME));
+    if invoked_as != OWN_NAME {
+        return shim(starter);
+    }
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(a) => {
+            let original_mask = run::block_signals();
+            let inv = run::Invocation {
+                policy: a.policy.map(run::PolicySource::File).unwrap_or(run::PolicySource::Default),
+                overrides: Overrides {
+                    name: a.name,
+                    parent: a.parent,
+                    memory_high: a.memory_high,
+                    memory_max: a.memory_max,
+                    pids_max: a.pids_max,
+                    max_runtime: a.max_runtime,
+                    stdin_eof_grace: a.stdin_eof_grace,
+                    term_grace: a.term_grace,
+                    events: a.events,
+                },
+                program: a.command.first().cloned(),
+                args: a.command.iter().skip(1).cloned().collect(),
+                skip_self: false,
+                starter,
+            };
+            run::run(inv, original_mask)
+        }
+        Command::InstallShim(a) => match install_shim::install(&a) {
+            Ok(link) => {
+                println!("{}", link.display());
+                0
+            }
+            Err(e) => {
+                eprintln!("claude-cage: {}", run::error_chain(&e));
+                exit::COMMAND_FAILED
+            }
+        },
+    }
+}
+
+/// Shim mode: every argument goes to the program unchanged; the policy and the program come
+/// from the environment and the policy search path.
+fn shim(starter: nix::unistd::Pid) -> i32 {
+    let original_mask = run::block_signals();
+    let inv = run::Invocation {
+        policy: run::shim_policy(),
+        overrides: Overrides::default(),
+        program: std::env::var_os("CLAUDE_CAGE_PROGRAM").filter(|p| !p.is_empty()),
+        args: std::env::args_os().skip(1).collect(),
+        skip_self: true,
+        starter,
+    };
+    run::run(inv, original_mask)
+}

@@ -1,0 +1,206 @@
+//! Starting the child inside the cage: finding the program, preparing everything exec needs
+//! before the clone, and learning whether exec succeeded through a close-on-exec pipe.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::sys::signal::SigSet;
+use nix::sys::wait::waitpid;
+use nix::unistd::{Pid, pipe2};
+
+use crate::cgroup::fs::PROCS;
+use crate::sys::{self, ExecSpec, Started};
+
+/// Why the child could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("{program}: not found (searched {searched})")]
+    NotFound { program: String, searched: String },
+    #[error("{}: not executable", path.display())]
+    NotExecutable { path: PathBuf, source: io::Error },
+    #[error("failed to execute {}", path.display())]
+    Exec { path: PathBuf, source: io::Error },
+    #[error("failed to open the cage's cgroup {}", path.display())]
+    OpenCgroup { path: PathBuf, source: io::Error },
+    #[error("failed to start the child")]
+    Clone { source: io::Error },
+    #[error("argument or environment contains a NUL byte")]
+    Nul,
+}
+
+impl SpawnError {
+    /// The exit status for this failure: 127 not found, 126 not executable, 125 otherwise.
+    pub fn exit_status(&self) -> i32 {
+        match self {
+            SpawnError::NotFound { .. } => crate::exit::NOT_FOUND,
+            SpawnError::NotExecutable { .. } => crate::exit::NOT_EXECUTABLE,
+            SpawnError::Exec { source, .. } if source.raw_os_error() == Some(libc::ENOENT) => crate::exit::NOT_FOUND,
+            SpawnError::Exec { .. } => crate::exit::NOT_EXECUTABLE,
+            _ => crate::exit::FAILURE,
+        }
+    }
+}
+
+/// Finds `program` as execvp(3) would: a name with a '/' is used as is, any other is searched
+/// in `path_var`. Entries that are the same file as `skip` (claude-cage itself, in shim mode)
+/// are passed over. Found but not executable is a different error from not found.
+pub fn resolve(program: &str, path_var: Option<&OsStr>, skip: Option<&Path>) -> Result<PathBuf, SpawnError> {
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return check_executable(&p).map(|()| p).map_err(|e| match e {
+            None => SpawnError::NotFound { program: program.to_owned(), searched: "that path".to_owned() },
+            Some(source) => SpawnError::NotExecutable { path: PathBuf::from(program), source },
+        });
+    }
+    let path_var = path_var.map(OsStr::to_os_string).unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
+    let skip = skip.and_then(|s| s.canonicalize().ok());
+    let mut not_exec = None;
+    for dir in std::env::split_paths(&path_var) {
+        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+        let candidate = dir.join(program);
+        if skip.is_some() && candidate.canonicalize().ok() == skip {
+            continue;
+        }
+        match check_executable(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(Some(e)) if not_exec.is_none() => not_exec = Some((candidate, e)),
+            Err(_) => {}
+        }
+    }
+    match not_exec {
+        Some((path, source)) => Err(SpawnError::NotExecutable { path, source }),
+        None => Err(SpawnError::NotFound {
+            program: program.to_owned(),
+            searched: format!("PATH={}", path_var.to_string_lossy()),
+        }),
+    }
+}
+
+/// `Err(None)`: does not exist. `Err(Some(e))`: exists but cannot be executed.
+fn check_executable(p: &Path) -> Result<(), Option<io::Error>> {
+    let meta = match std::fs::metadata(p) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(None),
+        Err(e) => return Err(Some(e)),
+    };
+    if meta.is_dir() {
+        return Err(Some(io::Error::from_raw_os_error(libc::EISDIR)));
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(Some(io::Error::from_raw_os_error(libc::EACCES)));
+    }
+    nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).map_err(|e| Some(io::Error::from(e)))
+}
+
+/// The child, running.
+pub struct Child {
+    pub pid: Pid,
+    pub pidfd: std::os::fd::OwnedFd,
+}
+
+/// Starts `path` with `argv` and `env` inside the cgroup `main`, with the signal mask
+/// `original_mask`. Returns once the child has exec'd, or with the exec error after the failed
+/// child was reaped.
+pub fn spawn(
+    main: &Path,
+    path: &Path,
+    argv: &[OsString],
+    env: Vec<(OsString, OsString)>,
+    original_mask: SigSet,
+) -> Result<Child, SpawnError> {
+    let cstr = |s: &OsStr| CString::new(s.as_bytes()).map_err(|_| SpawnError::Nul);
+    let c_path = cstr(path.as_os_str())?;
+    let c_argv = argv.iter().map(|a| cstr(a)).collect::<Result<Vec<_>, _>>()?;
+    let c_envp = env
+        .into_iter()
+        .map(|(k, v)| {
+            let mut kv = k.into_vec();
+            kv.push(b'=');
+            kv.extend(v.into_vec());
+            CString::new(kv).map_err(|_| SpawnError::Nul)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let open_err = |source| SpawnError::OpenCgroup { path: main.to_path_buf(), source };
+    let cgroup_dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(main)
+        .map_err(open_err)?;
+    let procs = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(main.join(PROCS))
+        .map_err(|source| SpawnError::OpenCgroup { path: main.join(PROCS), source })?;
+    let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| SpawnError::Clone { source: e.into() })?;
+
+    let spec = ExecSpec::new(
+        c_path,
+        c_argv,
+        c_envp,
+        original_mask,
+        nix::unistd::getpid(),
+        Some(procs.as_raw_fd()),
+        err_w.as_raw_fd(),
+    );
+    let Started { pid, pidfd } = sys::spawn_into(cgroup_dir.as_fd(), &spec).map_err(|source| SpawnError::Clone { source })?;
+    drop(err_w);
+    drop(procs);
+    drop(cgroup_dir);
+
+    // EOF means exec succeeded (the pipe was closed on exec); four bytes are the child's errno.
+    let mut buf = [0u8; 4];
+    let mut read = 0;
+    let mut f = File::from(err_r);
+    while read < 4 {
+        match f.read(&mut buf[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    if read == 0 {
+        return Ok(Child { pid, pidfd });
+    }
+    let _ = waitpid(pid, None);
+    let errno = i32::from_ne_bytes(buf);
+    let source = io::Error::from_raw_os_error(errno);
+    Err(SpawnError::Exec { path: path.to_path_buf(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_like_execvp() {
+        assert!(resolve("sh", Some(OsStr::new("/nonexistent:/bin:/usr/bin")), None).is_ok());
+        let e = resolve("no-such-program-xyz", Some(OsStr::new("/bin")), None).unwrap_err();
+        assert_eq!(e.exit_status(), 127);
+        assert!(e.to_string().contains("PATH=/bin"), "{e}");
+        let e = resolve("/etc/hostname", None, None).unwrap_err();
+        assert_eq!(e.exit_status(), 126);
+        let e = resolve("/no/such/file", None, None).unwrap_err();
+        assert_eq!(e.exit_status(), 127);
+        let e = resolve("/", None, None).unwrap_err();
+        assert_eq!(e.exit_status(), 126);
+    }
+
+    #[test]
+    fn skips_itself() {
+        let sh = resolve("sh", Some(OsStr::new("/bin:/usr/bin")), None).unwrap();
+        let other = resolve("sh", Some(OsStr::new("/bin:/usr/bin")), Some(&sh));
+        // Either another sh exists in the other directory, or none is left.
+        match other {
+            Ok(p) => assert_ne!(p.canonicalize().unwrap(), sh.canonicalize().unwrap()),
+            Err(e) => assert_eq!(e.exit_status(), 127),
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! The supervisor: one thread, one `poll(2)` loop over a signalfd, the child's pidfd, an
+//! inotify on the cage's event files, the starter's pidfd and stdin, with the nearest deadline as
+//! the timeout. It forwards signals, enforces the lifetime settings, reports throttling, OOM
+//! kills and refused forks as they happen, and returns when the child has been reaped.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::SignalFd;
+use nix::sys::stat::{SFlag, fstat};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::cgroup::{Cage, Counters, fs};
+use crate::events::{Event, EventLog};
+use crate::spawn::Child;
+use crate::sys;
+
+/// Signals claude-cage passes on to the child.
+pub const FORWARDED: [Signal; 7] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
+
+/// Forwarded signals after which the cage is killed once `term-grace` has passed.
+const TERMINATING: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP];
+
+/// The signals claude-cage blocks from its first instruction and reads from a signalfd, so that
+/// one arriving before the child exists is held, never lost.
+pub fn handled_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(s);
+    }
+    set.add(Signal::SIGCHLD);
+    set
+}
+
+/// Why claude-cage ended the cage itself, if it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    Timeout,
+    StdinClosed,
+    ParentDied,
+    Terminated(Signal),
+}
+
+/// How the child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildEnd {
+    Exited(i32),
+    Signaled(Signal),
+}
+
+/// What supervision observed.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub end: ChildEnd,
+    pub cause: Option<Cause>,
+    /// Processes other than the child that were in the cage when the child ended or when
+    /// claude-cage killed the cage.
+    pub leftover: usize,
+    /// Whether claude-cage killed the cage before the child ended.
+    pub killed_by_us: bool,
+}
+
+/// Lifetime settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetime {
+    pub max_runtime: Option<Duration>,
+    pub stdin_eof_grace: Option<Duration>,
+    pub term_grace: Duration,
+}
+
+/// The process that started claude-cage, watched when `parent-death = "kill"`.
+pub struct Starter {
+    pub pid: Pid,
+    pub pidfd: OwnedFd,
+}
+
+struct Watch {
+    ino: Inotify,
+    seen: Counters,
+}
+
+/// Supervises `child` in `cage` until it has been reaped.
+pub fn supervise(
+    child: &Child,
+    cage: &Cage,
+    signals: &SignalFd,
+    lifetime: Lifetime,
+    mut starter: Option<Starter>,
+    log: &mut EventLog,
+) -> std::io::Result<Outcome> {
+    let start = Instant::now();
+    let watch = watch_counters(cage);
+    let runtime_deadline = lifetime.max_runtime.map(|d| start + d);
+    let mut eof_deadline: Option<Instant> = None;
+    let mut term_deadline: Option<Instant> = None;
+    let mut stdin = lifetime.stdin_eof_grace.and_then(|_| stdin_kind());
+    let mut cause = None;
+    let mut killed_at_count: Option<usize> = None;
+    let mut status = None;
+    let mut watch = watch;
+
+    loop {
+        reap(child.pid, &mut status);
+        if let Some(end) = status {
+            if let Some(w) = &mut watch {
+                report_counters(cage, w, log);
+            }
+            let leftover = killed_at_count.unwrap_or_else(|| cage.process_count());
+            return Ok(Outcome { end, cause, leftover, killed_by_us: killed_at_count.is_some() });
+        }
+
+        let now = Instant::now();
+        let deadline = if killed_at_count.is_some() {
+            None
+        } else {
+            [runtime_deadline, eof_deadline, term_deadline].into_iter().flatten().min()
+        };
+        let timeout = match deadline {
+            None => PollTimeout::NONE,
+            Some(d) => {
+                let ms = d.saturating_duration_since(now).as_millis();
+                // Round up, so the loop does not wake a millisecond early and spin.
+                PollTimeout::try_from((ms + 1).min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
+            }
+        };
+
+        let stdin_fd = sys::stdin_fd();
+        let mut fds = vec![
+            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+            PollFd::new(child.pidfd.as_fd(), PollFlags::POLLIN),
+        ];
+        let ino_idx = watch.as_ref().map(|w| {
+            fds.push(PollFd::new(w.ino.as_fd(), PollFlags::POLLIN));
+            fds.len() - 1
+        });
+        let starter_idx = starter.as_ref().map(|s| {
+            fds.push(PollFd::new(s.pidfd.as_fd(), PollFlags::POLLIN));
+            fds.len() - 1
+        });
+        // poll(2) reports POLLHUP on a pipe whose writers are all gone even with no events
+        // requested, so stdin is watched for EOF without reading a byte of it. A socket reports
+        // POLLRDHUP once the peer shut down its writing side.
+        let stdin_idx = stdin.map(|kind| {
+            let flags = if kind == StdinKind::Socket { POLLRDHUP } else { PollFlags::empty() };
+            fds.push(PollFd::new(stdin_fd, flags));
+            fds.len() - 1
+        });
+
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        let ready = |i: usize| fds[i].revents().is_some_and(|r| !r.is_empty());
+        let sig_ready = ready(0);
+        let ino_ready = ino_idx.is_some_and(ready);
+        let starter_ready = starter_idx.is_some_and(ready);
+        let stdin_closed = stdin_idx.is_some_and(|i| {
+            fds[i].revents().is_some_and(|r| r.intersects(PollFlags::POLLHUP | POLLRDHUP | PollFlags::POLLERR | PollFlags::POLLNVAL))
+        });
+        drop(fds);
+        let now = Instant::now();
+
+        if sig_ready {
+            while let Ok(Some(info)) = signals.read_signal() {
+                let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else { continue };
+                if sig == Signal::SIGCHLD {
+                    continue;
+                }
+                // The child may have exited already: ESRCH is expected and harmless.
+                let _ = sys::pidfd_send_signal(child.pidfd.as_fd(), sig);
+                if TERMINATING.contains(&sig) {
+                    cause.get_or_insert(Cause::Terminated(sig));
+                    term_deadline.get_or_insert(now + lifetime.term_grace);
+                }
+            }
+        }
+        if ino_ready {
+            if let Some(w) = &mut watch {
+                let _ = w.ino.read_events();
+                report_counters(cage, w, log);
+            }
+        }
+        if starter_ready {
+            starter = None;
+            cause.get_or_insert(Cause::ParentDied);
+            kill(cage, &mut killed_at_count);
+        }
+        if stdin_closed {
+            stdin = None;
+            if let Some(grace) = lifetime.stdin_eof_grace {
+                eof_deadline = Some(now + grace);
+            }
+        }
+        if killed_at_count.is_none() {
+            if runtime_deadline.is_some_and(|d| now >= d) {
+                cause.get_or_insert(Cause::Timeout);
+                kill(cage, &mut killed_at_count);
+            } else if eof_deadline.is_some_and(|d| now >= d) {
+                cause.get_or_insert(Cause::StdinClosed);
+                kill(cage, &mut killed_at_count);
+            } else if term_deadline.is_some_and(|d| now >= d) {
+                kill(cage, &mut killed_at_count);
+            }
+        }
+    }
+}
+
+/// `POLLRDHUP` (poll(2), Linux): the peer of a stream socket shut down its writing side.
+const POLLRDHUP: PollFlags = PollFlags::from_bits_retain(libc::POLLRDHUP);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StdinKind {
+    Pipe,
+    Socket,
+}
+
+/// stdin-eof-grace applies to a pipe or a socket; a terminal, a file or /dev/null never "closes".
+fn stdin_kind() -> Option<StdinKind> {
+    let st = fstat(0).ok()?;
+    let fmt = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+    if fmt == SFlag::S_IFIFO {
+        Some(StdinKind::Pipe)
+    } else if fmt == SFlag::S_IFSOCK {
+        Some(StdinKind::Socket)
+    } else {
+        None
+    }
+}
+
+/// Kills the cage once, counting what was in it first.
+fn kill(cage: &Cage, killed_at_count: &mut Option<usize>) {
+    if killed_at_count.is_some() {
+        return;
+    }
+    // The child itself is not a leftover.
+    *killed_at_count = Some(cage.process_count().saturating_sub(1));
+    if let Err(e) = cage.kill() {
+        eprintln!("claude-cage: warning: {e}");
+    }
+}
+
+/// Reaps every child that has exited: the cage's child, and (as a child subreaper) orphaned
+/// descendants reparented to claude-cage.
+pub fn reap(child: Pid, status: &mut Option<ChildEnd>) {
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == child => *status = Some(ChildEnd::Exited(code)),
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => *status = Some(ChildEnd::Signaled(sig)),
+            Ok(WaitStatus::StillAlive) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Watches the cage's `memory.events` and `pids.events`; the kernel notifies inotify on every
+/// counter change (rate-limited), so throttling, OOM kills and refused forks are reported as they
+/// happen without polling.
+fn watch_counters(cage: &Cage) -> Option<Watch> {
+    let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?;
+    let mut any = false;
+    for f in [fs::MEMORY_EVENTS, fs::PIDS_EVENTS] {
+        let p = cage.dir.join(f);
+        if p.exists() && ino.add_watch(&p, AddWatchFlags::IN_MODIFY).is_ok() {
+            any = true;
+        }
+    }
+    any.then(|| Watch { ino, seen: Counters::default() })
+}
+
+/// Emits an event for each counter that rose since the last look. `memory-high` is emitted when
+/// throttling begins (the first rise), not for each of the thousands of throttled allocations.
+fn report_counters(cage: &Cage, w: &mut Watch, log: &mut EventLog) {
+    let now = cage.counters();
+    if now.high > w.seen.high && w.seen.high == 0 {
+        log.emit(&Event::MemoryHigh { count: now.high });
+    }
+    if now.oom_kill > w.seen.oom_kill {
+        log.emit(&Event::OomKill { oom_kills: now.oom_kill });
+    }
+    if now.pids_max > w.seen.pids_max && w.seen.pids_max == 0 {
+        log.emit(&Event::PidsMax { count: now.pids_max });
+    }
+    w.seen = now;
+}

@@ -1,0 +1,225 @@
+//! The only module with `unsafe`: the system calls that `nix` does not wrap (clone3 with
+//! `CLONE_INTO_CGROUP`, `pidfd_open`, `pidfd_send_signal`, `getxattr`) and the child's steps
+//! between clone and exec, which may only use async-signal-safe raw calls.
+//!
+//! Every block says which man page or kernel document it relies on.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::signal::{SigSet, Signal};
+use nix::unistd::Pid;
+
+/// `CLONE_INTO_CGROUP` (linux/sched.h, since 5.7). The `libc` crate's constant has the wrong
+/// value on some versions, so it is spelled out here.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+/// `CLONE_PIDFD` (linux/sched.h, since 5.2).
+const CLONE_PIDFD: u64 = 0x1000;
+
+/// `struct clone_args` as of Linux 5.7 (`CLONE_ARGS_SIZE_VER2`, 88 bytes); see clone(2).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// What the child needs between clone and exec, prepared by the parent beforehand so that the
+/// child allocates nothing.
+pub struct ExecSpec {
+    pub path: CString,
+    /// The strings behind `argv_ptrs` and `envp_ptrs`; they must outlive the spawn.
+    _argv: Vec<CString>,
+    _envp: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    /// The signal mask claude-cage was started with; restored in the child.
+    pub original_mask: SigSet,
+    /// claude-cage's own pid: the child checks it is still its parent after setting
+    /// `PR_SET_PDEATHSIG`, which closes the race with a parent that died in between.
+    pub parent: Pid,
+    /// A `cgroup.procs` opened by the parent, written by the child itself when clone3 with
+    /// `CLONE_INTO_CGROUP` is not available (seccomp profiles that refuse clone3, old kernels).
+    pub procs_fd: Option<RawFd>,
+    /// The write end of a close-on-exec pipe: exec failures are reported on it as an errno.
+    pub error_fd: RawFd,
+}
+
+impl ExecSpec {
+    /// Builds the NULL-terminated pointer arrays execve(2) takes. The pointers stay valid while
+    /// the spec lives: a `CString`'s bytes do not move when the vector holding it moves.
+    pub fn new(
+        path: CString,
+        argv: Vec<CString>,
+        envp: Vec<CString>,
+        original_mask: SigSet,
+        parent: Pid,
+        procs_fd: Option<RawFd>,
+        error_fd: RawFd,
+    ) -> Self {
+        let ptrs = |v: &[CString]| v.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+        let argv_ptrs = ptrs(&argv);
+        let envp_ptrs = ptrs(&envp);
+        ExecSpec { path, _argv: argv, _envp: envp, argv_ptrs, envp_ptrs, original_mask, parent, procs_fd, error_fd }
+    }
+}
+
+/// The result of starting the child.
+pub struct Started {
+    pub pid: Pid,
+    pub pidfd: OwnedFd,
+}
+
+/// Starts the child inside the cgroup open at `cgroup_fd`, race-free: with clone3 and
+/// `CLONE_INTO_CGROUP` the child is in the cgroup from its first instruction. Where clone3 is
+/// refused (ENOSYS under some seccomp profiles, E2BIG on kernels before 5.7), it falls back to
+/// fork, and the child moves itself by writing "0" into `spec.procs_fd` before it execs.
+///
+/// The child never returns from this function: it execs or exits.
+pub fn spawn_into(cgroup_fd: BorrowedFd<'_>, spec: &ExecSpec) -> io::Result<Started> {
+    let mut pidfd: RawFd = -1;
+    let mut args = CloneArgs {
+        flags: CLONE_INTO_CGROUP | CLONE_PIDFD,
+        pidfd: &mut pidfd as *mut RawFd as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup_fd.as_raw_fd() as u64,
+        ..Default::default()
+    };
+    // SAFETY: clone3(2) with a zero stack behaves like fork(2): the child runs on a copy of the
+    // parent's stack. `args` is a valid, fully initialised clone_args of the size passed. The
+    // child only runs `child_after_clone`, which uses async-signal-safe raw system calls and
+    // memory prepared before the clone (signal-safety(7)), and never returns.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>())
+    };
+    if ret == 0 {
+        child_after_clone(spec, false);
+    }
+    if ret > 0 {
+        // SAFETY: with CLONE_PIDFD the kernel stored a new, owned file descriptor in `pidfd`.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+        return Ok(Started { pid: Pid::from_raw(ret as i32), pidfd });
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::ENOSYS) | Some(libc::E2BIG) | Some(libc::EPERM) if spec.procs_fd.is_some() => {}
+        _ => return Err(err),
+    }
+    // SAFETY: fork(2) in a single-threaded process; the child only runs `child_after_clone`
+    // (async-signal-safe calls on memory prepared before the fork) and never returns.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        0 => child_after_clone(spec, true),
+        pid => {
+            let pid = Pid::from_raw(pid);
+            // The child cannot be reaped before we open the pidfd: we are its parent and only
+            // reap after this returns.
+            let pidfd = pidfd_open(pid)?;
+            Ok(Started { pid, pidfd })
+        }
+    }
+}
+
+/// The child's side: move into the cgroup (fallback path only), arrange to die with the
+/// parent, restore the original signal mask, exec. On failure, report errno on the pipe.
+fn child_after_clone(spec: &ExecSpec, move_self: bool) -> ! {
+    // SAFETY: only async-signal-safe system calls (write, prctl, getppid, sigprocmask, execve,
+    // _exit; signal-safety(7)) on memory that was allocated before the clone and stays valid,
+    // because this process never returns to Rust code that could free it.
+    unsafe {
+        if move_self {
+            if let Some(fd) = spec.procs_fd {
+                let zero = b"0";
+                if libc::write(fd, zero.as_ptr().cast(), 1) != 1 {
+                    fail(spec.error_fd, 125);
+                }
+            }
+        }
+        // PR_SET_PDEATHSIG (prctl(2)): the kernel sends SIGKILL when the parent dies. If the
+        // parent died before the call, getppid no longer names it: exit at once.
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+            fail(spec.error_fd, 125);
+        }
+        if libc::getppid() != spec.parent.as_raw() {
+            libc::_exit(125);
+        }
+        let mask: &libc::sigset_t = spec.original_mask.as_ref();
+        if libc::sigprocmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) != 0 {
+            fail(spec.error_fd, 125);
+        }
+        libc::execve(spec.path.as_ptr(), spec.argv_ptrs.as_ptr(), spec.envp_ptrs.as_ptr());
+        let code = match *libc::__errno_location() {
+            libc::ENOENT => 127,
+            _ => 126,
+        };
+        fail(spec.error_fd, code);
+    }
+}
+
+/// Writes errno to the error pipe and exits with `code`.
+///
+/// # Safety
+/// Only called in the child between clone and exec.
+unsafe fn fail(error_fd: RawFd, code: i32) -> ! {
+    // SAFETY: errno location and write(2)/_exit(2) are async-signal-safe.
+    unsafe {
+        let errno = *libc::__errno_location();
+        let bytes = errno.to_ne_bytes();
+        libc::write(error_fd, bytes.as_ptr().cast(), bytes.len());
+        libc::_exit(code)
+    }
+}
+
+/// `pidfd_open(2)` (since 5.3): a file descriptor that refers to `pid` and becomes readable
+/// when it exits.
+pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new file descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new file descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `pidfd_send_signal(2)` (since 5.1): signals exactly the process the pidfd refers to, never a
+/// later process that reused its pid.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: Signal) -> io::Result<()> {
+    // SAFETY: a valid pidfd, a valid signal number, no siginfo, no flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal as libc::c_int,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Reads an extended attribute (getxattr(2)); `None` when it is not set or not supported.
+pub fn getxattr(path: &CStr, name: &CStr) -> Option<Vec<u8>> {
+    let mut buf = [0u8; 64];
+    // SAFETY: both strings are NUL-terminated; the buffer is valid for its length.
+    let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 { None } else { Some(buf[..n as usize].to_vec()) }
+}
+
+/// Standard input as a borrowed descriptor, for poll(2).
+pub fn stdin_fd() -> BorrowedFd<'static> {
+    // SAFETY: fd 0 is never closed by claude-cage; if it was closed when claude-cage started,
+    // poll(2) reports POLLNVAL for it, which the supervisor treats as "stdin closed".
+    unsafe { BorrowedFd::borrow_raw(0) }
+}

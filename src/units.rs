@@ -1,0 +1,326 @@
+//! Pure parsers and formatters for the units a policy speaks: sizes ("512M", "1.5G", "max",
+//! "25%"), durations ("500ms", "10s", "4h") and CPU shares ("150%").
+//!
+//! Nothing here touches the system; the machine's memory size is passed in where a percentage
+//! needs it, so every function is table-tested below.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A memory size as written in a policy, before a percentage is resolved against the machine.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Size {
+    /// An exact number of bytes.
+    Bytes(u64),
+    /// A share of the machine's memory (`MemTotal`), in percent.
+    Percent(f64),
+    /// No limit (the cgroup files' `max`).
+    Max,
+}
+
+/// A resolved limit: what is written into a cgroup file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Bytes(u64),
+    Max,
+}
+
+impl Limit {
+    /// The text the kernel expects in `memory.*` and `pids.max`.
+    pub fn to_cgroup_value(self) -> String {
+        match self {
+            Limit::Bytes(n) => n.to_string(),
+            Limit::Max => "max".to_owned(),
+        }
+    }
+
+    /// The number, or `None` for `max`.
+    pub fn bytes(self) -> Option<u64> {
+        match self {
+            Limit::Bytes(n) => Some(n),
+            Limit::Max => None,
+        }
+    }
+}
+
+/// Why a unit did not parse; the caller adds the file, key and line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UnitError(pub String);
+
+fn err(msg: impl Into<String>) -> UnitError {
+    UnitError(msg.into())
+}
+
+/// Parses "4096", "512K", "64M", "1.5G", "2T", "max" or "25%". Suffixes are powers of 1024; a
+/// trailing "B" or "iB" is accepted ("64MiB").
+pub fn parse_size(text: &str) -> Result<Size, UnitError> {
+    let s = text.trim();
+    if s.is_empty() {
+        return Err(err("empty size"));
+    }
+    if s.eq_ignore_ascii_case("max") {
+        return Ok(Size::Max);
+    }
+    if let Some(pct) = s.strip_suffix('%') {
+        let v: f64 = parse_decimal(pct.trim()).ok_or_else(|| {
+            err(format!("bad percentage {text:?}: expected e.g. \"25%\""))
+        })?;
+        if !(v > 0.0 && v <= 100.0) {
+            return Err(err(format!("percentage {text:?} must be above 0% and at most 100%")));
+        }
+        return Ok(Size::Percent(v));
+    }
+    let upper = s.to_ascii_uppercase();
+    let body = upper
+        .strip_suffix("IB")
+        .or_else(|| upper.strip_suffix('B'))
+        .unwrap_or(&upper);
+    let (num, shift) = match body.chars().last() {
+        Some('K') => (&body[..body.len() - 1], 10),
+        Some('M') => (&body[..body.len() - 1], 20),
+        Some('G') => (&body[..body.len() - 1], 30),
+        Some('T') => (&body[..body.len() - 1], 40),
+        _ => (body, 0),
+    };
+    let v = parse_decimal(num.trim()).ok_or_else(|| {
+        err(format!(
+            "bad size {text:?}: expected bytes, a number with K/M/G/T, \"max\" or a percentage"
+        ))
+    })?;
+    let bytes = v * (1u64 << shift) as f64;
+    if bytes >= u64::MAX as f64 / 2.0 {
+        return Err(err(format!("size {text:?} is too large")));
+    }
+    if shift == 0 && num.contains('.') {
+        return Err(err(format!("size {text:?}: bytes must be a whole number")));
+    }
+    Ok(Size::Bytes(bytes.round() as u64))
+}
+
+/// A non-negative decimal without sign, exponent or surrounding junk ("1.5", "10").
+fn parse_decimal(s: &str) -> Option<f64> {
+    if s.is_empty()
+        || !s.chars().all(|c| c.is_ascii_digit() || c == '.')
+        || s.starts_with('.')
+        || s.ends_with('.')
+        || s.matches('.').count() > 1
+    {
+        return None;
+    }
+    s.parse().ok()
+}
+
+impl Size {
+    /// Resolves a percentage against the machine's memory; `Max` stays `Max`.
+    pub fn resolve(self, mem_total: u64) -> Limit {
+        match self {
+            Size::Bytes(n) => Limit::Bytes(n),
+            Size::Max => Limit::Max,
+            Size::Percent(p) => Limit::Bytes(((mem_total as f64) * p / 100.0) as u64),
+        }
+    }
+}
+
+/// Parses "500ms", "10s", "5m", "4h", "1d", or combinations such as "1h30m". A bare number is
+/// refused: a duration always names its unit.
+pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
+    let s = text.trim();
+    let bad = || {
+        err(format!(
+            "bad duration {text:?}: expected e.g. \"500ms\", \"10s\", \"5m\", \"4h\""
+        ))
+    };
+    if s.is_empty() {
+        return Err(bad());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let part = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
+            "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(bad)?),
+            "d" => Duration::from_secs(n.checked_mul(86400).ok_or_else(bad)?),
+            _ => return Err(bad()),
+        };
+        total = total.checked_add(part).ok_or_else(bad)?;
+    }
+    Ok(total)
+}
+
+/// A CPU bandwidth limit: a share of one CPU in percent, or no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuMax {
+    Percent(u32),
+    Max,
+}
+
+/// The period written into `cpu.max`; 100 ms is the kernel's default.
+pub const CPU_PERIOD_US: u64 = 100_000;
+
+impl CpuMax {
+    /// The text for `cpu.max`: "$QUOTA $PERIOD" or "max $PERIOD".
+    pub fn to_cgroup_value(self) -> String {
+        match self {
+            CpuMax::Max => format!("max {CPU_PERIOD_US}"),
+            CpuMax::Percent(p) => format!("{} {CPU_PERIOD_US}", CPU_PERIOD_US * u64::from(p) / 100),
+        }
+    }
+}
+
+/// Parses "150%" (one and a half CPUs) or "max".
+pub fn parse_cpu_max(text: &str) -> Result<CpuMax, UnitError> {
+    let s = text.trim();
+    if s.eq_ignore_ascii_case("max") {
+        return Ok(CpuMax::Max);
+    }
+    let bad = || err(format!("bad cpu max {text:?}: expected a percentage of one CPU such as \"150%\", or \"max\""));
+    let n: u32 = s.strip_suffix('%').ok_or_else(bad)?.trim().parse().map_err(|_| bad())?;
+    // The kernel refuses a quota under 1 ms (1% of the 100 ms period).
+    if n == 0 || n > 100_000 {
+        return Err(err(format!("cpu max {text:?} must be between 1% and 100000%")));
+    }
+    Ok(CpuMax::Percent(n))
+}
+
+/// Bytes for people: "512 B", "64.0 MiB", "4.0 GiB".
+pub struct Bytes(pub u64);
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+        if self.0 < 1024 {
+            return write!(f, "{} B", self.0);
+        }
+        let mut v = self.0 as f64 / 1024.0;
+        let mut unit = 0;
+        while v >= 1024.0 && unit + 1 < UNITS.len() {
+            v /= 1024.0;
+            unit += 1;
+        }
+        write!(f, "{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// A duration for people: "850ms", "42s", "3m07s", "1h12m".
+pub struct Elapsed(pub Duration);
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        let s = self.0.as_secs();
+        if ms < 1000 {
+            write!(f, "{ms}ms")
+        } else if s < 60 {
+            write!(f, "{:.1}s", self.0.as_secs_f64())
+        } else if s < 3600 {
+            write!(f, "{}m{:02}s", s / 60, s % 60)
+        } else {
+            write!(f, "{}h{:02}m", s / 3600, (s % 3600) / 60)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        let cases: &[(&str, Result<Size, ()>)] = &[
+            ("4096", Ok(Size::Bytes(4096))),
+            ("512K", Ok(Size::Bytes(512 * 1024))),
+            ("64M", Ok(Size::Bytes(64 << 20))),
+            ("64m", Ok(Size::Bytes(64 << 20))),
+            ("64MiB", Ok(Size::Bytes(64 << 20))),
+            ("64MB", Ok(Size::Bytes(64 << 20))),
+            ("1.5G", Ok(Size::Bytes(3 << 29))),
+            ("2T", Ok(Size::Bytes(2 << 40))),
+            ("0", Ok(Size::Bytes(0))),
+            ("max", Ok(Size::Max)),
+            ("MAX", Ok(Size::Max)),
+            ("25%", Ok(Size::Percent(25.0))),
+            ("12.5%", Ok(Size::Percent(12.5))),
+            ("", Err(())),
+            ("-1G", Err(())),
+            ("1.5", Err(())),
+            ("G", Err(())),
+            ("1X", Err(())),
+            ("1..5G", Err(())),
+            (".5G", Err(())),
+            ("0%", Err(())),
+            ("101%", Err(())),
+            ("1e3", Err(())),
+            ("99999999999T", Err(())),
+            ("1 G", Ok(Size::Bytes(1 << 30))),
+        ];
+        for (text, want) in cases {
+            let got = parse_size(text).map_err(|_| ());
+            assert_eq!(&got, want, "parse_size({text:?})");
+        }
+    }
+
+    #[test]
+    fn percent_resolves_against_total() {
+        assert_eq!(Size::Percent(25.0).resolve(8 << 30), Limit::Bytes(2 << 30));
+        assert_eq!(Size::Max.resolve(8 << 30), Limit::Max);
+        assert_eq!(Size::Bytes(7).resolve(0), Limit::Bytes(7));
+    }
+
+    #[test]
+    fn durations() {
+        let cases: &[(&str, Option<u64>)] = &[
+            ("500ms", Some(500)),
+            ("10s", Some(10_000)),
+            ("5m", Some(300_000)),
+            ("4h", Some(14_400_000)),
+            ("1d", Some(86_400_000)),
+            ("1h30m", Some(5_400_000)),
+            ("0s", Some(0)),
+            ("10", None),
+            ("", None),
+            ("s", None),
+            ("10x", None),
+            ("-5s", None),
+            ("1.5s", None),
+            ("10 s", None),
+        ];
+        for (text, want) in cases {
+            let got = parse_duration(text).ok().map(|d| d.as_millis() as u64);
+            assert_eq!(&got, want, "parse_duration({text:?})");
+        }
+    }
+
+    #[test]
+    fn cpu() {
+        assert_eq!(parse_cpu_max("150%"), Ok(CpuMax::Percent(150)));
+        assert_eq!(parse_cpu_max("max"), Ok(CpuMax::Max));
+        assert_eq!(CpuMax::Percent(150).to_cgroup_value(), "150000 100000");
+        assert_eq!(CpuMax::Max.to_cgroup_value(), "max 100000");
+        for bad in ["0%", "150", "1.5", "-5%", "", "abc%"] {
+            assert!(parse_cpu_max(bad).is_err(), "{bad:?} should fail");
+        }
+    }
+
+    #[test]
+    fn formatting() {
+        assert_eq!(Bytes(512).to_string(), "512 B");
+        assert_eq!(Bytes(64 << 20).to_string(), "64.0 MiB");
+        assert_eq!(Bytes(4 << 30).to_string(), "4.0 GiB");
+        assert_eq!(Elapsed(Duration::from_millis(850)).to_string(), "850ms");
+        assert_eq!(Elapsed(Duration::from_secs(42)).to_string(), "42.0s");
+        assert_eq!(Elapsed(Duration::from_secs(187)).to_string(), "3m07s");
+        assert_eq!(Elapsed(Duration::from_secs(4320)).to_string(), "1h12m");
+    }
+}
