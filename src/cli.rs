@@ -25,7 +25,7 @@ pub enum Command {
     /// Exit status: the child's own; 128+N if a signal N killed it (137 for an OOM kill); 124
     /// when max-runtime or stdin-eof-grace ran out; 125 when claude-cage itself failed and
     /// nothing was started; 126 / 127 when PROGRAM cannot be executed / is not found.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Create the shim: a symlink named `claude` to this executable, in DIR.
     ///
     /// Point the Python SDK's `cli_path` (or any host that can only name an executable) at the
@@ -71,7 +71,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub events: Option<String>,
     /// The program and its arguments. Without them, the policy's `program`.
-    #[arg(value_name = "PROGRAM", trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(value_name = "PROGRAM", trailing_var_arg = true)]
     pub command: Vec<OsString>,
 }
 

@@ -101,15 +101,31 @@ pub struct ExitRecord {
 
 /// One event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "event", rename_all = "kebab-case", rename_all_fields = "kebab-case")]
+#[serde(
+    tag = "event",
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case"
+)]
 pub enum Event {
-    Start { pid: i32, cgroup: String, program: String, argv: Vec<String>, limits: Limits },
+    Start {
+        pid: i32,
+        cgroup: String,
+        program: String,
+        argv: Vec<String>,
+        limits: Limits,
+    },
     /// The cage began to be throttled above memory.high.
-    MemoryHigh { count: u64 },
+    MemoryHigh {
+        count: u64,
+    },
     /// A process in the cage was killed by the OOM killer.
-    OomKill { oom_kills: u64 },
+    OomKill {
+        oom_kills: u64,
+    },
     /// pids.max refused a fork.
-    PidsMax { count: u64 },
+    PidsMax {
+        count: u64,
+    },
     Exit(ExitRecord),
 }
 
@@ -143,15 +159,28 @@ impl EventLog {
             None => None,
             Some("-") => Some(Sink::Stderr),
             Some(path) => {
-                if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+                if let Some(dir) = Path::new(path)
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                {
                     std::fs::create_dir_all(dir)?;
                 }
                 Some(Sink::File(
-                    OpenOptions::new().append(true).create(true).mode(0o640).custom_flags(libc::O_CLOEXEC).open(path)?,
+                    OpenOptions::new()
+                        .append(true)
+                        .create(true)
+                        .mode(0o640)
+                        .custom_flags(libc::O_CLOEXEC)
+                        .open(path)?,
                 ))
             }
         };
-        Ok(EventLog { sink, cage: String::new(), bot: String::new(), failed: false })
+        Ok(EventLog {
+            sink,
+            cage: String::new(),
+            bot: String::new(),
+            failed: false,
+        })
     }
 
     /// Names the cage and bot that every following line carries.
@@ -165,7 +194,12 @@ impl EventLog {
     /// and never affects the cage.
     pub fn emit(&mut self, event: &Event) {
         let Some(sink) = &mut self.sink else { return };
-        let line = Line { ts: rfc3339(SystemTime::now()), cage: &self.cage, bot: &self.bot, event };
+        let line = Line {
+            ts: rfc3339(SystemTime::now()),
+            cage: &self.cage,
+            bot: &self.bot,
+            event,
+        };
         let mut buf = serde_json::to_vec(&line).expect("events serialise");
         buf.push(b'\n');
         let result = match sink {
@@ -218,12 +252,23 @@ mod tests {
     #[test]
     fn timestamps() {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(951_782_400_123)), "2000-02-29T00:00:00.123Z");
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_320_306)), "2026-11-22T04:05:06.000Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_millis(951_782_400_123)),
+            "2000-02-29T00:00:00.123Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_320_306)),
+            "2026-11-22T04:05:06.000Z"
+        );
     }
 
     fn line(event: &Event) -> serde_json::Value {
-        let l = Line { ts: "T".into(), cage: "bot-1-1", bot: "bot", event };
+        let l = Line {
+            ts: "T".into(),
+            cage: "bot-1-1",
+            bot: "bot",
+            event,
+        };
         serde_json::from_str(&serde_json::to_string(&l).unwrap()).unwrap()
     }
 
@@ -248,7 +293,10 @@ mod tests {
 
     #[test]
     fn other_events_shape() {
-        assert_eq!(line(&Event::MemoryHigh { count: 3 })["event"], "memory-high");
+        assert_eq!(
+            line(&Event::MemoryHigh { count: 3 })["event"],
+            "memory-high"
+        );
         assert_eq!(line(&Event::OomKill { oom_kills: 2 })["oom-kills"], 2);
         assert_eq!(line(&Event::PidsMax { count: 1 })["event"], "pids-max");
         let start = line(&Event::Start {
@@ -256,7 +304,10 @@ mod tests {
             cgroup: "/sys/fs/cgroup/bot/bot-1-1".into(),
             program: "/bin/true".into(),
             argv: vec!["true".into()],
-            limits: Limits { memory_max: Some(1024), ..Default::default() },
+            limits: Limits {
+                memory_max: Some(1024),
+                ..Default::default()
+            },
         });
         assert_eq!(start["event"], "start");
         assert_eq!(start["limits"]["memory-max"], 1024);
@@ -283,14 +334,18 @@ mod tests {
 
     #[test]
     fn file_sink_appends_lines() {
-        let path = std::env::temp_dir().join(format!("claude-cage-ev-{}/e.jsonl", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("claude-cage-ev-{}/e.jsonl", std::process::id()));
         let mut log = EventLog::open(Some(path.to_str().unwrap())).unwrap();
         log.set_cage("c", "b");
         log.emit(&Event::MemoryHigh { count: 1 });
         log.emit(&Event::PidsMax { count: 2 });
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2);
-        assert!(text.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
+        assert!(
+            text.lines()
+                .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+        );
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 }

@@ -34,16 +34,29 @@ fn real_main() -> i32 {
     // Read first: a starter that dies later must not be confused with a reused pid.
     let starter = nix::unistd::getppid();
     let argv0 = std::env::args_os().next().unwrap_or_default();
-    let invoked_as = Path::new(&argv0).file_name().unwrap_or(OsStr::new(OWN_NAME));
+    let invoked_as = Path::new(&argv0)
+        .file_name()
+        .unwrap_or(OsStr::new(OWN_NAME));
     if invoked_as != OWN_NAME {
         return shim(starter);
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // Help and version go to stdout with status 0; a usage error means nothing was
+            // started, which is claude-cage's own failure status.
+            let _ = e.print();
+            return if e.use_stderr() { exit::FAILURE } else { 0 };
+        }
+    };
     match cli.command {
         Command::Run(a) => {
             let original_mask = run::block_signals();
             let inv = run::Invocation {
-                policy: a.policy.map(run::PolicySource::File).unwrap_or(run::PolicySource::Default),
+                policy: a
+                    .policy
+                    .map(run::PolicySource::File)
+                    .unwrap_or(run::PolicySource::Default),
                 overrides: Overrides {
                     name: a.name,
                     parent: a.parent,

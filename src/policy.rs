@@ -133,7 +133,7 @@ pub struct Overrides {
 
 // ---- The TOML schema -------------------------------------------------------------------------
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawPolicy {
     program: Option<Spanned<String>>,
@@ -146,7 +146,7 @@ struct RawPolicy {
     events: Option<RawEvents>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawCage {
     name: Option<Spanned<String>>,
@@ -154,14 +154,14 @@ struct RawCage {
     require: Option<Spanned<Vec<String>>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawBot {
     memory_max: Option<Spanned<Scalar>>,
     pids_max: Option<Spanned<Scalar>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawMemory {
     high: Option<Spanned<Scalar>>,
@@ -170,20 +170,20 @@ struct RawMemory {
     oom_group: Option<bool>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawPids {
     max: Option<Spanned<Scalar>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawCpu {
     max: Option<Spanned<String>>,
     weight: Option<Spanned<i64>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawLifetime {
     max_runtime: Option<Spanned<String>>,
@@ -192,7 +192,7 @@ struct RawLifetime {
     parent_death: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawEvents {
     file: Option<Spanned<String>>,
@@ -217,7 +217,9 @@ impl<'de> Deserialize<'de> for Scalar {
                 Ok(Scalar::Int(v))
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Scalar, E> {
-                i64::try_from(v).map(Scalar::Int).map_err(|_| E::custom("number too large"))
+                i64::try_from(v)
+                    .map(Scalar::Int)
+                    .map_err(|_| E::custom("number too large"))
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Scalar, E> {
                 Ok(Scalar::Text(v.to_owned()))
@@ -230,7 +232,11 @@ impl<'de> Deserialize<'de> for Scalar {
 // ---- Loading and validation ----------------------------------------------------------------
 
 /// Reads and validates a policy file, applying the overrides.
-pub fn load_file(path: &Path, overrides: &Overrides, mem_total: u64) -> Result<Policy, PolicyError> {
+pub fn load_file(
+    path: &Path,
+    overrides: &Overrides,
+    mem_total: u64,
+) -> Result<Policy, PolicyError> {
     let source = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
         file: source.clone(),
@@ -247,19 +253,31 @@ pub fn load_default(overrides: &Overrides, mem_total: u64) -> Result<Policy, Pol
 }
 
 /// Parses and validates policy text; `source` names it in errors.
-pub fn parse(text: &str, source: &str, overrides: &Overrides, mem_total: u64) -> Result<Policy, PolicyError> {
+pub fn parse(
+    text: &str,
+    source: &str,
+    overrides: &Overrides,
+    mem_total: u64,
+) -> Result<Policy, PolicyError> {
     let raw: RawPolicy = toml::from_str(text).map_err(|e| PolicyError {
         file: source.to_owned(),
         key: None,
         line: e.span().map(|s| line_of(text, s.start)),
         message: e.message().trim().to_owned(),
     })?;
-    Validator { text, source }.validate(raw, overrides, mem_total)
+    let v = Validator { text, source };
+    // The file must be valid on its own, even where a flag replaces one of its values.
+    v.validate(raw.clone(), &Overrides::default(), mem_total)?;
+    v.validate(raw, overrides, mem_total)
 }
 
 /// The 1-based line of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 struct Validator<'a> {
@@ -303,11 +321,25 @@ impl Validator<'_> {
         if let Some(v) = flag {
             return Some((from_flag(v), Origin::Flag(flag_name)));
         }
-        file.map(|s| (s.get_ref().clone(), Origin::File { key, start: s.span().start }))
+        file.map(|s| {
+            (
+                s.get_ref().clone(),
+                Origin::File {
+                    key,
+                    start: s.span().start,
+                },
+            )
+        })
     }
 
-    fn size(&self, v: Option<(Scalar, Origin<'_>)>, mem_total: u64) -> Result<Option<Limit>, PolicyError> {
-        let Some((v, origin)) = v else { return Ok(None) };
+    fn size(
+        &self,
+        v: Option<(Scalar, Origin<'_>)>,
+        mem_total: u64,
+    ) -> Result<Option<Limit>, PolicyError> {
+        let Some((v, origin)) = v else {
+            return Ok(None);
+        };
         let size = match v {
             Scalar::Int(n) if n >= 0 => units::Size::Bytes(n as u64),
             Scalar::Int(n) => return Err(self.error(&origin, format!("size {n} is negative"))),
@@ -317,26 +349,43 @@ impl Validator<'_> {
     }
 
     fn count(&self, v: Option<(Scalar, Origin<'_>)>) -> Result<Option<Limit>, PolicyError> {
-        let Some((v, origin)) = v else { return Ok(None) };
+        let Some((v, origin)) = v else {
+            return Ok(None);
+        };
         let n = match v {
             Scalar::Text(t) if t.trim().eq_ignore_ascii_case("max") => return Ok(Some(Limit::Max)),
             Scalar::Text(t) => t.trim().parse::<i64>().map_err(|_| {
-                self.error(&origin, format!("bad count {t:?}: expected a whole number or \"max\""))
+                self.error(
+                    &origin,
+                    format!("bad count {t:?}: expected a whole number or \"max\""),
+                )
             })?,
             Scalar::Int(n) => n,
         };
         if n <= 0 {
-            return Err(self.error(&origin, format!("{n} would forbid every process; use 1 or more, or \"max\"")));
+            return Err(self.error(
+                &origin,
+                format!("{n} would forbid every process; use 1 or more, or \"max\""),
+            ));
         }
         Ok(Some(Limit::Bytes(n as u64)))
     }
 
     fn duration(&self, v: Option<(String, Origin<'_>)>) -> Result<Option<Duration>, PolicyError> {
-        let Some((v, origin)) = v else { return Ok(None) };
-        units::parse_duration(&v).map(Some).map_err(|e| self.error(&origin, e.0))
+        let Some((v, origin)) = v else {
+            return Ok(None);
+        };
+        units::parse_duration(&v)
+            .map(Some)
+            .map_err(|e| self.error(&origin, e.0))
     }
 
-    fn validate(&self, raw: RawPolicy, o: &Overrides, mem_total: u64) -> Result<Policy, PolicyError> {
+    fn validate(
+        &self,
+        raw: RawPolicy,
+        o: &Overrides,
+        mem_total: u64,
+    ) -> Result<Policy, PolicyError> {
         let cage = raw.cage.unwrap_or_default();
         let bot = raw.bot.unwrap_or_default();
         let memory = raw.memory.unwrap_or_default();
@@ -349,12 +398,24 @@ impl Validator<'_> {
 
         let program = match raw.program {
             Some(p) if p.get_ref().is_empty() => {
-                return Err(self.error(&Origin::File { key: "program", start: p.span().start }, "must not be empty"));
+                return Err(self.error(
+                    &Origin::File {
+                        key: "program",
+                        start: p.span().start,
+                    },
+                    "must not be empty",
+                ));
             }
             p => p.map(Spanned::into_inner),
         };
 
-        let name = match self.pick(cage.name.as_ref(), "cage.name", o.name.as_ref(), "--name", owned) {
+        let name = match self.pick(
+            cage.name.as_ref(),
+            "cage.name",
+            o.name.as_ref(),
+            "--name",
+            owned,
+        ) {
             Some((n, origin)) => {
                 check_name(&n).map_err(|m| self.error(&origin, m))?;
                 Some(n)
@@ -362,17 +423,31 @@ impl Validator<'_> {
             None => None,
         };
 
-        let parent = match self.pick(cage.parent.as_ref(), "cage.parent", o.parent.as_ref(), "--parent", owned) {
+        let parent = match self.pick(
+            cage.parent.as_ref(),
+            "cage.parent",
+            o.parent.as_ref(),
+            "--parent",
+            owned,
+        ) {
             None => Parent::Auto,
             Some((p, origin)) => parse_parent(&p).map_err(|m| self.error(&origin, m))?,
         };
 
         let mut require = Vec::new();
         if let Some(r) = &cage.require {
-            let origin = Origin::File { key: "cage.require", start: r.span().start };
+            let origin = Origin::File {
+                key: "cage.require",
+                start: r.span().start,
+            };
             for c in r.get_ref() {
                 let ctl = Controller::parse(c).ok_or_else(|| {
-                    self.error(&origin, format!("unknown controller {c:?}: expected \"memory\", \"pids\" or \"cpu\""))
+                    self.error(
+                        &origin,
+                        format!(
+                            "unknown controller {c:?}: expected \"memory\", \"pids\" or \"cpu\""
+                        ),
+                    )
                 })?;
                 if !require.contains(&ctl) {
                     require.push(ctl);
@@ -380,18 +455,40 @@ impl Validator<'_> {
             }
         }
 
-        let bot_memory_max = self.size(self.pick(bot.memory_max.as_ref(), "bot.memory-max", None, "", text), mem_total)?;
-        let bot_pids_max = self.count(self.pick(bot.pids_max.as_ref(), "bot.pids-max", None, "", text))?;
-
-        let high_v = self.pick(memory.high.as_ref(), "memory.high", o.memory_high.as_ref(), "--memory-high", text);
-        let high_origin = high_v.as_ref().map(|(_, o)| clone_origin(o));
-        let memory_high = self.size(high_v, mem_total)?;
-        let memory_max = self.size(
-            self.pick(memory.max.as_ref(), "memory.max", o.memory_max.as_ref(), "--memory-max", text),
+        let bot_memory_max = self.size(
+            self.pick(bot.memory_max.as_ref(), "bot.memory-max", None, "", text),
             mem_total,
         )?;
-        if let (Some(Limit::Bytes(h)), Some(Limit::Bytes(m)), Some(origin)) = (memory_high, memory_max, &high_origin) {
-            if h > m {
+        let bot_pids_max =
+            self.count(self.pick(bot.pids_max.as_ref(), "bot.pids-max", None, "", text))?;
+
+        let high_v = self.pick(
+            memory.high.as_ref(),
+            "memory.high",
+            o.memory_high.as_ref(),
+            "--memory-high",
+            text,
+        );
+        let high_origin = high_v.as_ref().map(|(_, o)| clone_origin(o));
+        let mut memory_high = self.size(high_v, mem_total)?;
+        let memory_max = self.size(
+            self.pick(
+                memory.max.as_ref(),
+                "memory.max",
+                o.memory_max.as_ref(),
+                "--memory-max",
+                text,
+            ),
+            mem_total,
+        )?;
+        if let (Some(Limit::Bytes(h)), Some(Limit::Bytes(m)), Some(origin)) =
+            (memory_high, memory_max, &high_origin)
+        {
+            if h > m && matches!(origin, Origin::File { .. }) && o.memory_max.is_some() {
+                // --memory-max below the policy's memory.high: the flag is the newer word, so
+                // the policy's throttling threshold above it is dropped rather than refused.
+                memory_high = None;
+            } else if h > m {
                 return Err(self.error(
                     origin,
                     format!(
@@ -402,13 +499,28 @@ impl Validator<'_> {
                 ));
             }
         }
-        let swap_max = self.size(self.pick(memory.swap_max.as_ref(), "memory.swap-max", None, "", text), mem_total)?;
-        let pids_max = self.count(self.pick(pids.max.as_ref(), "pids.max", o.pids_max.as_ref(), "--pids-max", text))?;
+        let swap_max = self.size(
+            self.pick(memory.swap_max.as_ref(), "memory.swap-max", None, "", text),
+            mem_total,
+        )?;
+        let pids_max = self.count(self.pick(
+            pids.max.as_ref(),
+            "pids.max",
+            o.pids_max.as_ref(),
+            "--pids-max",
+            text,
+        ))?;
 
         let cpu_max = match &cpu.max {
             None => None,
             Some(s) => Some(units::parse_cpu_max(s.get_ref()).map_err(|e| {
-                self.error(&Origin::File { key: "cpu.max", start: s.span().start }, e.0)
+                self.error(
+                    &Origin::File {
+                        key: "cpu.max",
+                        start: s.span().start,
+                    },
+                    e.0,
+                )
             })?),
         };
         let cpu_weight = match &cpu.weight {
@@ -417,8 +529,13 @@ impl Validator<'_> {
                 let v = *w.get_ref();
                 if !(1..=10_000).contains(&v) {
                     return Err(self.error(
-                        &Origin::File { key: "cpu.weight", start: w.span().start },
-                        format!("{v} is out of range: the kernel takes 1 to 10000 (100 is the default)"),
+                        &Origin::File {
+                            key: "cpu.weight",
+                            start: w.span().start,
+                        },
+                        format!(
+                            "{v} is out of range: the kernel takes 1 to 10000 (100 is the default)"
+                        ),
                     ));
                 }
                 Some(v as u32)
@@ -448,7 +565,13 @@ impl Validator<'_> {
             owned,
         ))?;
         let term_grace = self
-            .duration(self.pick(lifetime.term_grace.as_ref(), "lifetime.term-grace", o.term_grace.as_ref(), "--term-grace", owned))?
+            .duration(self.pick(
+                lifetime.term_grace.as_ref(),
+                "lifetime.term-grace",
+                o.term_grace.as_ref(),
+                "--term-grace",
+                owned,
+            ))?
             .unwrap_or(DEFAULT_TERM_GRACE);
         let parent_death = match &lifetime.parent_death {
             None => ParentDeath::Kill,
@@ -457,15 +580,26 @@ impl Validator<'_> {
                 "ignore" => ParentDeath::Ignore,
                 other => {
                     return Err(self.error(
-                        &Origin::File { key: "lifetime.parent-death", start: s.span().start },
+                        &Origin::File {
+                            key: "lifetime.parent-death",
+                            start: s.span().start,
+                        },
                         format!("{other:?} is not one of \"kill\", \"ignore\""),
                     ));
                 }
             },
         };
 
-        let events_file = match self.pick(events.file.as_ref(), "events.file", o.events.as_ref(), "--events", owned) {
-            Some((f, origin)) if f.is_empty() => return Err(self.error(&origin, "must not be empty (\"-\" is stderr)")),
+        let events_file = match self.pick(
+            events.file.as_ref(),
+            "events.file",
+            o.events.as_ref(),
+            "--events",
+            owned,
+        ) {
+            Some((f, origin)) if f.is_empty() => {
+                return Err(self.error(&origin, "must not be empty (\"-\" is stderr)"));
+            }
             v => v.map(|(f, _)| f),
         };
 
@@ -507,7 +641,9 @@ pub const NAME_MAX: usize = 48;
 pub fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= NAME_MAX
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-');
     if ok {
         Ok(())
@@ -524,12 +660,22 @@ pub fn name_from_program(program: &str) -> String {
     let mut name: String = base
         .chars()
         .map(|c| c.to_ascii_lowercase())
-        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     name = name.trim_matches('-').to_owned();
     name.truncate(NAME_MAX);
     let name = name.trim_end_matches('-').to_owned();
-    if name.is_empty() { "cage".to_owned() } else { name }
+    if name.is_empty() {
+        "cage".to_owned()
+    } else {
+        name
+    }
 }
 
 fn parse_parent(p: &str) -> Result<Parent, String> {
@@ -537,7 +683,9 @@ fn parse_parent(p: &str) -> Result<Parent, String> {
         return Ok(Parent::Auto);
     }
     if !p.starts_with('/') {
-        return Err(format!("{p:?} must be \"auto\" or a cgroup path starting with '/', such as \"/bots\""));
+        return Err(format!(
+            "{p:?} must be \"auto\" or a cgroup path starting with '/', such as \"/bots\""
+        ));
     }
     if p.split('/').any(|c| c == ".." || c == ".") {
         return Err(format!("{p:?} must not contain '.' or '..' components"));
@@ -545,7 +693,13 @@ fn parse_parent(p: &str) -> Result<Parent, String> {
     if p.contains('\0') || p.contains('\n') {
         return Err(format!("{p:?} contains a control character"));
     }
-    let trimmed = format!("/{}", p.split('/').filter(|c| !c.is_empty()).collect::<Vec<_>>().join("/"));
+    let trimmed = format!(
+        "/{}",
+        p.split('/')
+            .filter(|c| !c.is_empty())
+            .collect::<Vec<_>>()
+            .join("/")
+    );
     Ok(Parent::Path(trimmed))
 }
 
@@ -556,7 +710,8 @@ mod tests {
     const GIB: u64 = 1 << 30;
 
     fn parse_ok(text: &str) -> Policy {
-        parse(text, "p.toml", &Overrides::default(), 16 * GIB).unwrap_or_else(|e| panic!("{text}: {e}"))
+        parse(text, "p.toml", &Overrides::default(), 16 * GIB)
+            .unwrap_or_else(|e| panic!("{text}: {e}"))
     }
 
     #[test]
@@ -570,13 +725,23 @@ mod tests {
                 seen += 1;
             }
         }
-        assert!(seen >= 2, "expected the shipped policies in {}", dir.display());
+        assert!(
+            seen >= 2,
+            "expected the shipped policies in {}",
+            dir.display()
+        );
         let d = load_default(&Overrides::default(), 16 * GIB).unwrap();
         assert_eq!(d.source, DEFAULT_SOURCE);
-        assert!(d.require.is_empty(), "the default policy must be best effort");
+        assert!(
+            d.require.is_empty(),
+            "the default policy must be best effort"
+        );
         assert_eq!(d.stdin_eof_grace, None);
         let file = std::fs::read_to_string(dir.join("default.toml")).unwrap();
-        assert_eq!(file, DEFAULT_POLICY, "policies/default.toml is the built-in default");
+        assert_eq!(
+            file, DEFAULT_POLICY,
+            "policies/default.toml is the built-in default"
+        );
     }
 
     #[test]
@@ -629,16 +794,50 @@ mod tests {
             name: Some("flagged".into()),
             ..Default::default()
         };
-        let p = parse("[memory]\nmax = \"1G\"\n[cage]\nname = \"filed\"\n", "p.toml", &o, GIB).unwrap();
+        let p = parse(
+            "[memory]\nmax = \"1G\"\n[cage]\nname = \"filed\"\n",
+            "p.toml",
+            &o,
+            GIB,
+        )
+        .unwrap();
         assert_eq!(p.memory_max, Some(Limit::Bytes(100 << 20)));
         assert_eq!(p.pids_max, Some(Limit::Bytes(9)));
         assert_eq!(p.name.as_deref(), Some("flagged"));
     }
 
     #[test]
+    fn lower_max_flag_drops_the_policys_higher_high() {
+        let o = Overrides {
+            memory_max: Some("1G".into()),
+            ..Default::default()
+        };
+        let p = parse("[memory]\nhigh = \"2G\"\nmax = \"4G\"\n", "p.toml", &o, GIB).unwrap();
+        assert_eq!(p.memory_max, Some(Limit::Bytes(GIB)));
+        assert_eq!(p.memory_high, None);
+    }
+
+    #[test]
+    fn overridden_file_values_are_still_validated() {
+        let o = Overrides {
+            name: Some("good".into()),
+            ..Default::default()
+        };
+        let e = parse("[cage]\nname = \"Bad Name\"\n", "p.toml", &o, GIB).unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(e.to_string().contains("cage.name"), "{e}");
+    }
+
+    #[test]
     fn parents() {
-        assert_eq!(parse_ok("[cage]\nparent = \"/bots//a/\"").parent, Parent::Path("/bots/a".into()));
-        assert_eq!(parse_ok("[cage]\nparent = \"/\"").parent, Parent::Path("/".into()));
+        assert_eq!(
+            parse_ok("[cage]\nparent = \"/bots//a/\"").parent,
+            Parent::Path("/bots/a".into())
+        );
+        assert_eq!(
+            parse_ok("[cage]\nparent = \"/\"").parent,
+            Parent::Path("/".into())
+        );
         assert_eq!(parse_ok("[cage]\nparent = \"auto\"").parent, Parent::Auto);
     }
 
@@ -652,7 +851,11 @@ mod tests {
             ("[memory]\nmax = true", "a number or a string", Some(2)),
             ("[memory]\nmax = \"lots\"", "bad size \"lots\"", Some(2)),
             ("[memory]\nmax = -5", "negative", Some(2)),
-            ("[memory]\nhigh = \"2G\"\nmax = \"1G\"", "above memory.max", Some(2)),
+            (
+                "[memory]\nhigh = \"2G\"\nmax = \"1G\"",
+                "above memory.max",
+                Some(2),
+            ),
             ("[memory]\nswap-max = \"1.5\"", "whole number", Some(2)),
             ("[memory]\noom-group = \"yes\"", "invalid type", Some(2)),
             ("[pids]\nmax = 0", "would forbid every process", Some(2)),
@@ -662,19 +865,35 @@ mod tests {
             ("[cage]\nname = \"Bad_Name\"", "invalid name", Some(2)),
             ("[cage]\nname = \"\"", "invalid name", Some(2)),
             ("[cage]\nname = \"-lead\"", "invalid name", Some(2)),
-            (&"[cage]\nname = \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\""[..], "invalid name", Some(2)),
+            (
+                "[cage]\nname = \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"",
+                "invalid name",
+                Some(2),
+            ),
             ("[cage]\nparent = \"/bots/../etc\"", "'..'", Some(2)),
             ("[cage]\nparent = \"bots\"", "starting with '/'", Some(2)),
-            ("[cage]\nrequire = [\"memory\", \"io\"]", "unknown controller \"io\"", Some(2)),
+            (
+                "[cage]\nrequire = [\"memory\", \"io\"]",
+                "unknown controller \"io\"",
+                Some(2),
+            ),
             ("[cage]\nrequire = \"memory\"", "invalid type", Some(2)),
             ("[cpu]\nmax = \"1.5\"", "bad cpu max", Some(2)),
             ("[cpu]\nmax = \"0%\"", "between 1%", Some(2)),
             ("[cpu]\nweight = 0", "out of range", Some(2)),
             ("[cpu]\nweight = 10001", "out of range", Some(2)),
             ("[lifetime]\nmax-runtime = \"10\"", "bad duration", Some(2)),
-            ("[lifetime]\nstdin-eof-grace = \"soon\"", "bad duration", Some(2)),
+            (
+                "[lifetime]\nstdin-eof-grace = \"soon\"",
+                "bad duration",
+                Some(2),
+            ),
             ("[lifetime]\nterm-grace = 3", "invalid type", Some(2)),
-            ("[lifetime]\nparent-death = \"maybe\"", "not one of", Some(2)),
+            (
+                "[lifetime]\nparent-death = \"maybe\"",
+                "not one of",
+                Some(2),
+            ),
             ("[lifetime]\nmax-runtime = \"0s\"", "longer than 0s", None),
             ("[events]\nfile = \"\"", "must not be empty", Some(2)),
             ("program = \"\"", "must not be empty", Some(1)),
@@ -687,18 +906,36 @@ mod tests {
                 .expect_err(&format!("should be refused: {text:?}"));
             let msg = e.to_string();
             assert!(msg.starts_with("p.toml"), "{msg}");
-            assert!(msg.contains(fragment), "{text:?}: {msg:?} lacks {fragment:?}");
+            assert!(
+                msg.contains(fragment),
+                "{text:?}: {msg:?} lacks {fragment:?}"
+            );
             assert_eq!(e.line, *line, "{text:?}: {msg}");
         }
     }
 
     #[test]
     fn bad_flags_name_the_flag() {
-        let o = Overrides { memory_max: Some("huge".into()), ..Default::default() };
+        let o = Overrides {
+            memory_max: Some("huge".into()),
+            ..Default::default()
+        };
         let e = parse("", "p.toml", &o, GIB).unwrap_err();
-        assert_eq!(e.to_string(), "command line: --memory-max: bad size \"huge\": expected bytes, a number with K/M/G/T, \"max\" or a percentage");
-        let o = Overrides { memory_high: Some("2G".into()), memory_max: Some("1G".into()), ..Default::default() };
-        assert!(parse("", "p.toml", &o, GIB).unwrap_err().to_string().contains("--memory-high"));
+        assert_eq!(
+            e.to_string(),
+            "command line: --memory-max: bad size \"huge\": expected bytes, a number with K/M/G/T, \"max\" or a percentage"
+        );
+        let o = Overrides {
+            memory_high: Some("2G".into()),
+            memory_max: Some("1G".into()),
+            ..Default::default()
+        };
+        assert!(
+            parse("", "p.toml", &o, GIB)
+                .unwrap_err()
+                .to_string()
+                .contains("--memory-high")
+        );
     }
 
     #[test]

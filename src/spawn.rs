@@ -40,7 +40,9 @@ impl SpawnError {
         match self {
             SpawnError::NotFound { .. } => crate::exit::NOT_FOUND,
             SpawnError::NotExecutable { .. } => crate::exit::NOT_EXECUTABLE,
-            SpawnError::Exec { source, .. } if source.raw_os_error() == Some(libc::ENOENT) => crate::exit::NOT_FOUND,
+            SpawnError::Exec { source, .. } if source.raw_os_error() == Some(libc::ENOENT) => {
+                crate::exit::NOT_FOUND
+            }
             SpawnError::Exec { .. } => crate::exit::NOT_EXECUTABLE,
             _ => crate::exit::FAILURE,
         }
@@ -50,19 +52,35 @@ impl SpawnError {
 /// Finds `program` as execvp(3) would: a name with a '/' is used as is, any other is searched
 /// in `path_var`. Entries that are the same file as `skip` (claude-cage itself, in shim mode)
 /// are passed over. Found but not executable is a different error from not found.
-pub fn resolve(program: &str, path_var: Option<&OsStr>, skip: Option<&Path>) -> Result<PathBuf, SpawnError> {
+pub fn resolve(
+    program: &str,
+    path_var: Option<&OsStr>,
+    skip: Option<&Path>,
+) -> Result<PathBuf, SpawnError> {
     if program.contains('/') {
         let p = PathBuf::from(program);
         return check_executable(&p).map(|()| p).map_err(|e| match e {
-            None => SpawnError::NotFound { program: program.to_owned(), searched: "that path".to_owned() },
-            Some(source) => SpawnError::NotExecutable { path: PathBuf::from(program), source },
+            None => SpawnError::NotFound {
+                program: program.to_owned(),
+                searched: "that path".to_owned(),
+            },
+            Some(source) => SpawnError::NotExecutable {
+                path: PathBuf::from(program),
+                source,
+            },
         });
     }
-    let path_var = path_var.map(OsStr::to_os_string).unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
+    let path_var = path_var
+        .map(OsStr::to_os_string)
+        .unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
     let skip = skip.and_then(|s| s.canonicalize().ok());
     let mut not_exec = None;
     for dir in std::env::split_paths(&path_var) {
-        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
         let candidate = dir.join(program);
         if skip.is_some() && candidate.canonicalize().ok() == skip {
             continue;
@@ -116,7 +134,10 @@ pub fn spawn(
 ) -> Result<Child, SpawnError> {
     let cstr = |s: &OsStr| CString::new(s.as_bytes()).map_err(|_| SpawnError::Nul);
     let c_path = cstr(path.as_os_str())?;
-    let c_argv = argv.iter().map(|a| cstr(a)).collect::<Result<Vec<_>, _>>()?;
+    let c_argv = argv
+        .iter()
+        .map(|a| cstr(a))
+        .collect::<Result<Vec<_>, _>>()?;
     let c_envp = env
         .into_iter()
         .map(|(k, v)| {
@@ -127,7 +148,10 @@ pub fn spawn(
         })
         .collect::<Result<Vec<_>, _>>()?;
 
-    let open_err = |source| SpawnError::OpenCgroup { path: main.to_path_buf(), source };
+    let open_err = |source| SpawnError::OpenCgroup {
+        path: main.to_path_buf(),
+        source,
+    };
     let cgroup_dir = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
@@ -137,8 +161,12 @@ pub fn spawn(
         .write(true)
         .custom_flags(libc::O_CLOEXEC)
         .open(main.join(PROCS))
-        .map_err(|source| SpawnError::OpenCgroup { path: main.join(PROCS), source })?;
-    let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| SpawnError::Clone { source: e.into() })?;
+        .map_err(|source| SpawnError::OpenCgroup {
+            path: main.join(PROCS),
+            source,
+        })?;
+    let (err_r, err_w) =
+        pipe2(OFlag::O_CLOEXEC).map_err(|e| SpawnError::Clone { source: e.into() })?;
 
     let spec = ExecSpec::new(
         c_path,
@@ -149,7 +177,8 @@ pub fn spawn(
         Some(procs.as_raw_fd()),
         err_w.as_raw_fd(),
     );
-    let Started { pid, pidfd } = sys::spawn_into(cgroup_dir.as_fd(), &spec).map_err(|source| SpawnError::Clone { source })?;
+    let Started { pid, pidfd } = sys::spawn_into(cgroup_dir.as_fd(), &spec)
+        .map_err(|source| SpawnError::Clone { source })?;
     drop(err_w);
     drop(procs);
     drop(cgroup_dir);
@@ -172,7 +201,10 @@ pub fn spawn(
     let _ = waitpid(pid, None);
     let errno = i32::from_ne_bytes(buf);
     let source = io::Error::from_raw_os_error(errno);
-    Err(SpawnError::Exec { path: path.to_path_buf(), source })
+    Err(SpawnError::Exec {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -185,7 +217,7 @@ mod tests {
         let e = resolve("no-such-program-xyz", Some(OsStr::new("/bin")), None).unwrap_err();
         assert_eq!(e.exit_status(), 127);
         assert!(e.to_string().contains("PATH=/bin"), "{e}");
-        let e = resolve("/etc/hostname", None, None).unwrap_err();
+        let e = resolve("/etc/passwd", None, None).unwrap_err();
         assert_eq!(e.exit_status(), 126);
         let e = resolve("/no/such/file", None, None).unwrap_err();
         assert_eq!(e.exit_status(), 127);

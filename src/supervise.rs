@@ -118,21 +118,30 @@ pub fn supervise(
                 report_counters(cage, w, log);
             }
             let leftover = killed_at_count.unwrap_or_else(|| cage.process_count());
-            return Ok(Outcome { end, cause, leftover, killed_by_us: killed_at_count.is_some() });
+            return Ok(Outcome {
+                end,
+                cause,
+                leftover,
+                killed_by_us: killed_at_count.is_some(),
+            });
         }
 
         let now = Instant::now();
         let deadline = if killed_at_count.is_some() {
             None
         } else {
-            [runtime_deadline, eof_deadline, term_deadline].into_iter().flatten().min()
+            [runtime_deadline, eof_deadline, term_deadline]
+                .into_iter()
+                .flatten()
+                .min()
         };
         let timeout = match deadline {
             None => PollTimeout::NONE,
             Some(d) => {
                 let ms = d.saturating_duration_since(now).as_millis();
                 // Round up, so the loop does not wake a millisecond early and spin.
-                PollTimeout::try_from((ms + 1).min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
+                PollTimeout::try_from((ms + 1).min(i32::MAX as u128) as i32)
+                    .unwrap_or(PollTimeout::MAX)
             }
         };
 
@@ -153,7 +162,11 @@ pub fn supervise(
         // requested, so stdin is watched for EOF without reading a byte of it. A socket reports
         // POLLRDHUP once the peer shut down its writing side.
         let stdin_idx = stdin.map(|kind| {
-            let flags = if kind == StdinKind::Socket { POLLRDHUP } else { PollFlags::empty() };
+            let flags = if kind == StdinKind::Socket {
+                POLLRDHUP
+            } else {
+                PollFlags::empty()
+            };
             fds.push(PollFd::new(stdin_fd, flags));
             fds.len() - 1
         });
@@ -168,14 +181,20 @@ pub fn supervise(
         let ino_ready = ino_idx.is_some_and(ready);
         let starter_ready = starter_idx.is_some_and(ready);
         let stdin_closed = stdin_idx.is_some_and(|i| {
-            fds[i].revents().is_some_and(|r| r.intersects(PollFlags::POLLHUP | POLLRDHUP | PollFlags::POLLERR | PollFlags::POLLNVAL))
+            fds[i].revents().is_some_and(|r| {
+                r.intersects(
+                    PollFlags::POLLHUP | POLLRDHUP | PollFlags::POLLERR | PollFlags::POLLNVAL,
+                )
+            })
         });
         drop(fds);
         let now = Instant::now();
 
         if sig_ready {
             while let Ok(Some(info)) = signals.read_signal() {
-                let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else { continue };
+                let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+                    continue;
+                };
                 if sig == Signal::SIGCHLD {
                     continue;
                 }
@@ -257,8 +276,12 @@ fn kill(cage: &Cage, killed_at_count: &mut Option<usize>) {
 pub fn reap(child: Pid, status: &mut Option<ChildEnd>) {
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
-            Ok(WaitStatus::Exited(pid, code)) if pid == child => *status = Some(ChildEnd::Exited(code)),
-            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => *status = Some(ChildEnd::Signaled(sig)),
+            Ok(WaitStatus::Exited(pid, code)) if pid == child => {
+                *status = Some(ChildEnd::Exited(code))
+            }
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => {
+                *status = Some(ChildEnd::Signaled(sig))
+            }
             Ok(WaitStatus::StillAlive) | Err(_) => return,
             Ok(_) => {}
         }
@@ -277,7 +300,10 @@ fn watch_counters(cage: &Cage) -> Option<Watch> {
             any = true;
         }
     }
-    any.then(|| Watch { ino, seen: Counters::default() })
+    any.then(|| Watch {
+        ino,
+        seen: Counters::default(),
+    })
 }
 
 /// Emits an event for each counter that rose since the last look. `memory-high` is emitted when
@@ -288,10 +314,14 @@ fn report_counters(cage: &Cage, w: &mut Watch, log: &mut EventLog) {
         log.emit(&Event::MemoryHigh { count: now.high });
     }
     if now.oom_kill > w.seen.oom_kill {
-        log.emit(&Event::OomKill { oom_kills: now.oom_kill });
+        log.emit(&Event::OomKill {
+            oom_kills: now.oom_kill,
+        });
     }
     if now.pids_max > w.seen.pids_max && w.seen.pids_max == 0 {
-        log.emit(&Event::PidsMax { count: now.pids_max });
+        log.emit(&Event::PidsMax {
+            count: now.pids_max,
+        });
     }
     w.seen = now;
 }

@@ -67,10 +67,25 @@ impl ExecSpec {
         procs_fd: Option<RawFd>,
         error_fd: RawFd,
     ) -> Self {
-        let ptrs = |v: &[CString]| v.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+        let ptrs = |v: &[CString]| {
+            v.iter()
+                .map(|s| s.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect()
+        };
         let argv_ptrs = ptrs(&argv);
         let envp_ptrs = ptrs(&envp);
-        ExecSpec { path, _argv: argv, _envp: envp, argv_ptrs, envp_ptrs, original_mask, parent, procs_fd, error_fd }
+        ExecSpec {
+            path,
+            _argv: argv,
+            _envp: envp,
+            argv_ptrs,
+            envp_ptrs,
+            original_mask,
+            parent,
+            procs_fd,
+            error_fd,
+        }
     }
 }
 
@@ -100,7 +115,11 @@ pub fn spawn_into(cgroup_fd: BorrowedFd<'_>, spec: &ExecSpec) -> io::Result<Star
     // child only runs `child_after_clone`, which uses async-signal-safe raw system calls and
     // memory prepared before the clone (signal-safety(7)), and never returns.
     let ret = unsafe {
-        libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>())
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
     };
     if ret == 0 {
         child_after_clone(spec, false);
@@ -108,7 +127,10 @@ pub fn spawn_into(cgroup_fd: BorrowedFd<'_>, spec: &ExecSpec) -> io::Result<Star
     if ret > 0 {
         // SAFETY: with CLONE_PIDFD the kernel stored a new, owned file descriptor in `pidfd`.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-        return Ok(Started { pid: Pid::from_raw(ret as i32), pidfd });
+        return Ok(Started {
+            pid: Pid::from_raw(ret as i32),
+            pidfd,
+        });
     }
     let err = io::Error::last_os_error();
     match err.raw_os_error() {
@@ -148,7 +170,14 @@ fn child_after_clone(spec: &ExecSpec, move_self: bool) -> ! {
         }
         // PR_SET_PDEATHSIG (prctl(2)): the kernel sends SIGKILL when the parent dies. If the
         // parent died before the call, getppid no longer names it: exit at once.
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
             fail(spec.error_fd, 125);
         }
         if libc::getppid() != spec.parent.as_raw() {
@@ -158,7 +187,11 @@ fn child_after_clone(spec: &ExecSpec, move_self: bool) -> ! {
         if libc::sigprocmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) != 0 {
             fail(spec.error_fd, 125);
         }
-        libc::execve(spec.path.as_ptr(), spec.argv_ptrs.as_ptr(), spec.envp_ptrs.as_ptr());
+        libc::execve(
+            spec.path.as_ptr(),
+            spec.argv_ptrs.as_ptr(),
+            spec.envp_ptrs.as_ptr(),
+        );
         let code = match *libc::__errno_location() {
             libc::ENOENT => 127,
             _ => 126,
@@ -206,15 +239,30 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: Signal) -> io::Result<()
             0,
         )
     };
-    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// Reads an extended attribute (getxattr(2)); `None` when it is not set or not supported.
 pub fn getxattr(path: &CStr, name: &CStr) -> Option<Vec<u8>> {
     let mut buf = [0u8; 64];
     // SAFETY: both strings are NUL-terminated; the buffer is valid for its length.
-    let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 { None } else { Some(buf[..n as usize].to_vec()) }
+    let n = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        None
+    } else {
+        Some(buf[..n as usize].to_vec())
+    }
 }
 
 /// Standard input as a borrowed descriptor, for poll(2).

@@ -63,11 +63,12 @@ pub fn parse_size(text: &str) -> Result<Size, UnitError> {
         return Ok(Size::Max);
     }
     if let Some(pct) = s.strip_suffix('%') {
-        let v: f64 = parse_decimal(pct.trim()).ok_or_else(|| {
-            err(format!("bad percentage {text:?}: expected e.g. \"25%\""))
-        })?;
+        let v: f64 = parse_decimal(pct.trim())
+            .ok_or_else(|| err(format!("bad percentage {text:?}: expected e.g. \"25%\"")))?;
         if !(v > 0.0 && v <= 100.0) {
-            return Err(err(format!("percentage {text:?} must be above 0% and at most 100%")));
+            return Err(err(format!(
+                "percentage {text:?} must be above 0% and at most 100%"
+            )));
         }
         return Ok(Size::Percent(v));
     }
@@ -143,7 +144,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
         }
         let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let part = match unit {
@@ -185,11 +188,22 @@ pub fn parse_cpu_max(text: &str) -> Result<CpuMax, UnitError> {
     if s.eq_ignore_ascii_case("max") {
         return Ok(CpuMax::Max);
     }
-    let bad = || err(format!("bad cpu max {text:?}: expected a percentage of one CPU such as \"150%\", or \"max\""));
-    let n: u32 = s.strip_suffix('%').ok_or_else(bad)?.trim().parse().map_err(|_| bad())?;
+    let bad = || {
+        err(format!(
+            "bad cpu max {text:?}: expected a percentage of one CPU such as \"150%\", or \"max\""
+        ))
+    };
+    let n: u32 = s
+        .strip_suffix('%')
+        .ok_or_else(bad)?
+        .trim()
+        .parse()
+        .map_err(|_| bad())?;
     // The kernel refuses a quota under 1 ms (1% of the 100 ms period).
     if n == 0 || n > 100_000 {
-        return Err(err(format!("cpu max {text:?} must be between 1% and 100000%")));
+        return Err(err(format!(
+            "cpu max {text:?} must be between 1% and 100000%"
+        )));
     }
     Ok(CpuMax::Percent(n))
 }

@@ -61,7 +61,10 @@ pub fn choose_parent(h: &Hierarchy, parent: &Parent) -> Result<PathBuf, CgroupEr
                 return Ok(h.mount.clone());
             }
             let own_dir = h.dir(&h.own);
-            let parent_dir = own_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| h.mount.clone());
+            let parent_dir = own_dir
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| h.mount.clone());
             if is_delegated(&parent_dir) {
                 return Ok(parent_dir);
             }
@@ -81,7 +84,9 @@ pub fn choose_parent(h: &Hierarchy, parent: &Parent) -> Result<PathBuf, CgroupEr
 /// Whether `dir` was delegated to us: marked so by systemd, or (for a non-root user) writable,
 /// which only a delegation makes it.
 fn is_delegated(dir: &Path) -> bool {
-    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else { return false };
+    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
     for name in [c"trusted.delegate", c"user.delegate"] {
         if crate::sys::getxattr(&c, name).is_some_and(|v| v == b"1") {
             return true;
@@ -125,21 +130,34 @@ pub fn plan(h: Hierarchy, parent: PathBuf, policy: &Policy) -> Result<Placement,
         }
         let why = unavailable_reason(&h, &parent, c);
         if required {
-            return Err(CgroupError::Unavailable { controller: c.name(), why });
+            return Err(CgroupError::Unavailable {
+                controller: c.name(),
+                why,
+            });
         }
         if limited {
             warnings.push(format!("{c} limits are not applied: {why}"));
         }
     }
-    Ok(Placement { hierarchy: h, parent, controllers, warnings })
+    Ok(Placement {
+        hierarchy: h,
+        parent,
+        controllers,
+        warnings,
+    })
 }
 
 fn unavailable_reason(h: &Hierarchy, parent: &Path, c: Controller) -> String {
     let rel = h.relative(parent);
     if h.is_v1(c.name()) {
-        format!("the {c} controller is bound to a cgroup v1 hierarchy on this host (a hybrid v1/v2 set-up); boot with systemd.unified_cgroup_hierarchy=1 to move it to cgroup v2")
+        format!(
+            "the {c} controller is bound to a cgroup v1 hierarchy on this host (a hybrid v1/v2 set-up); boot with systemd.unified_cgroup_hierarchy=1 to move it to cgroup v2"
+        )
     } else if *parent == h.mount {
-        format!("the kernel offers no {c} controller in the cgroup v2 hierarchy at {}", h.mount.display())
+        format!(
+            "the kernel offers no {c} controller in the cgroup v2 hierarchy at {}",
+            h.mount.display()
+        )
     } else {
         format!(
             "the {c} controller is not delegated to {rel} (it is missing from {rel}/cgroup.controllers); \
@@ -220,7 +238,13 @@ impl Cage {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(source) => return Err(CgroupError::Create { path: dir, source }),
             }
-            let mut cage = Cage { id, main: dir.join("main"), dir, bot_dir: bot_dir.clone(), applied: Applied::default() };
+            let mut cage = Cage {
+                id,
+                main: dir.join("main"),
+                dir,
+                bot_dir: bot_dir.clone(),
+                applied: Applied::default(),
+            };
             match cage.setup(place, policy) {
                 Ok(()) => return Ok(cage),
                 Err(e) => {
@@ -253,7 +277,11 @@ impl Cage {
                     a.swap_max = Some(v);
                 }
             }
-            write(&self.dir, MEMORY_OOM_GROUP, if policy.oom_group { "1" } else { "0" })?;
+            write(
+                &self.dir,
+                MEMORY_OOM_GROUP,
+                if policy.oom_group { "1" } else { "0" },
+            )?;
             a.oom_group = Some(policy.oom_group);
         }
         if has(Controller::Pids) {
@@ -282,13 +310,22 @@ impl Cage {
         // creates beside `main` (Claude Code does) can be limited too; it is inside the cage's
         // budget either way.
         enable(&self.dir, &place.controllers)?;
-        std::fs::create_dir(&self.main).map_err(|source| CgroupError::Create { path: self.main.clone(), source })
+        std::fs::create_dir(&self.main).map_err(|source| CgroupError::Create {
+            path: self.main.clone(),
+            source,
+        })
     }
 
     /// Reads the cage's counters; files this kernel lacks count as zero.
     pub fn counters(&self) -> Counters {
-        let mem = fs::read_optional(&self.dir, MEMORY_EVENTS).ok().flatten().unwrap_or_default();
-        let pids = fs::read_optional(&self.dir, PIDS_EVENTS).ok().flatten().unwrap_or_default();
+        let mem = fs::read_optional(&self.dir, MEMORY_EVENTS)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let pids = fs::read_optional(&self.dir, PIDS_EVENTS)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         Counters {
             high: fs::keyed(&mem, "high").unwrap_or(0),
             oom: fs::keyed(&mem, "oom").unwrap_or(0),
@@ -299,13 +336,19 @@ impl Cage {
 
     /// The bot cgroup's `memory.events oom` counter: how often the bot's aggregate limit was hit.
     pub fn bot_oom(&self) -> u64 {
-        let mem = fs::read_optional(&self.bot_dir, MEMORY_EVENTS).ok().flatten().unwrap_or_default();
+        let mem = fs::read_optional(&self.bot_dir, MEMORY_EVENTS)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         fs::keyed(&mem, "oom").unwrap_or(0)
     }
 
     /// `memory.peak` (since 5.19), or `None`.
     pub fn memory_peak(&self) -> Option<u64> {
-        fs::read_optional(&self.dir, MEMORY_PEAK).ok().flatten().and_then(|t| fs::number(&t))
+        fs::read_optional(&self.dir, MEMORY_PEAK)
+            .ok()
+            .flatten()
+            .and_then(|t| fs::number(&t))
     }
 
     /// How many processes are in the cage, its nested cgroups included.
@@ -332,7 +375,10 @@ impl Cage {
                     for d in std::iter::once(self.dir.clone()).chain(fs::descendants(&self.dir)) {
                         for pid in fs::pids(&fs::read(&d, PROCS).unwrap_or_default()) {
                             any = true;
-                            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                            let _ = nix::sys::signal::kill(
+                                nix::unistd::Pid::from_raw(pid),
+                                nix::sys::signal::Signal::SIGKILL,
+                            );
                         }
                     }
                     if !any {
@@ -349,10 +395,18 @@ impl Cage {
     /// on every change of `populated`). Returns false if `timeout` ran out first.
     pub fn wait_empty(&self, timeout: Duration) -> Result<bool, CgroupError> {
         let events = self.dir.join(EVENTS);
-        let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
-            .map_err(|source| CgroupError::Watch { path: events.clone(), source })?;
+        let ino =
+            Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).map_err(|source| {
+                CgroupError::Watch {
+                    path: events.clone(),
+                    source,
+                }
+            })?;
         ino.add_watch(&events, AddWatchFlags::IN_MODIFY)
-            .map_err(|source| CgroupError::Watch { path: events.clone(), source })?;
+            .map_err(|source| CgroupError::Watch {
+                path: events.clone(),
+                source,
+            })?;
         let deadline = Instant::now() + timeout;
         // The watch is in place before the first read, so a change after it cannot be missed.
         loop {
@@ -364,12 +418,18 @@ impl Cage {
                 return Ok(false);
             }
             let mut fds = [PollFd::new(ino.as_fd(), PollFlags::POLLIN)];
-            let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX);
+            let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32 + 1)
+                .unwrap_or(PollTimeout::MAX);
             match poll(&mut fds, ms) {
                 Ok(_) | Err(nix::Error::EINTR) => {
                     let _ = ino.read_events();
                 }
-                Err(source) => return Err(CgroupError::Watch { path: events, source }),
+                Err(source) => {
+                    return Err(CgroupError::Watch {
+                        path: events,
+                        source,
+                    });
+                }
             }
         }
     }
@@ -394,7 +454,10 @@ use std::os::fd::AsFd;
 /// makes rmdir fail (EBUSY) or recreates the bot cgroup afterwards; both are fine.
 pub fn remove_bot_if_empty(bot_dir: &Path) {
     let has_children = std::fs::read_dir(bot_dir)
-        .map(|rd| rd.flatten().any(|e| e.file_type().is_ok_and(|t| t.is_dir())))
+        .map(|rd| {
+            rd.flatten()
+                .any(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        })
         .unwrap_or(true);
     if !has_children {
         let _ = std::fs::remove_dir(bot_dir);
@@ -406,7 +469,10 @@ fn mkdir(dir: &Path) -> Result<bool, CgroupError> {
     match std::fs::create_dir(dir) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(source) => Err(CgroupError::Create { path: dir.to_path_buf(), source }),
+        Err(source) => Err(CgroupError::Create {
+            path: dir.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -415,10 +481,21 @@ fn mkdir(dir: &Path) -> Result<bool, CgroupError> {
 fn setup_bot(bot_dir: &Path, place: &Placement, policy: &Policy) -> Result<(), CgroupError> {
     let has = |c| place.controllers.contains(&c);
     if has(Controller::Memory) {
-        write(bot_dir, MEMORY_MAX, &policy.bot_memory_max.unwrap_or(Limit::Max).to_cgroup_value())?;
+        write(
+            bot_dir,
+            MEMORY_MAX,
+            &policy
+                .bot_memory_max
+                .unwrap_or(Limit::Max)
+                .to_cgroup_value(),
+        )?;
     }
     if has(Controller::Pids) {
-        write(bot_dir, PIDS_MAX, &policy.bot_pids_max.unwrap_or(Limit::Max).to_cgroup_value())?;
+        write(
+            bot_dir,
+            PIDS_MAX,
+            &policy.bot_pids_max.unwrap_or(Limit::Max).to_cgroup_value(),
+        )?;
     }
     enable(bot_dir, &place.controllers)
 }
@@ -433,16 +510,22 @@ fn enable(dir: &Path, controllers: &[Controller]) -> Result<(), CgroupError> {
         }
         if let Err(e) = write(dir, SUBTREE_CONTROL, &format!("+{}", c.name())) {
             let why = match &e {
-                CgroupError::Write { source, .. } if source.raw_os_error() == Some(libc::EBUSY) => format!(
-                    "{} holds processes, and the kernel's no-internal-process rule forbids enabling \
+                CgroupError::Write { source, .. } if source.raw_os_error() == Some(libc::EBUSY) => {
+                    format!(
+                        "{} holds processes, and the kernel's no-internal-process rule forbids enabling \
                      controllers for the children of a non-root cgroup that does; move those processes \
                      into a child cgroup (systemd: DelegateSubgroup=) or choose another parent",
-                    dir.display()
-                ),
+                        dir.display()
+                    )
+                }
                 CgroupError::Write { source, .. } => source.to_string(),
                 other => other.to_string(),
             };
-            return Err(CgroupError::Enable { path: dir.to_path_buf(), controller: c.name(), why });
+            return Err(CgroupError::Enable {
+                path: dir.to_path_buf(),
+                controller: c.name(),
+                why,
+            });
         }
     }
     Ok(())
@@ -461,7 +544,12 @@ fn remove_dir_retrying(dir: &Path) -> Result<(), CgroupError> {
                 std::thread::sleep(delay);
                 delay = (delay * 2).min(Duration::from_millis(100));
             }
-            Err(source) => return Err(CgroupError::Remove { path: dir.to_path_buf(), source }),
+            Err(source) => {
+                return Err(CgroupError::Remove {
+                    path: dir.to_path_buf(),
+                    source,
+                });
+            }
         }
     }
 }

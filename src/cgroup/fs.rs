@@ -32,7 +32,11 @@ pub fn write(dir: &Path, name: &str, value: &str) -> Result<(), CgroupError> {
         .write(true)
         .open(&path)
         .and_then(|mut f| f.write_all(value.as_bytes()));
-    result.map_err(|source| CgroupError::Write { path, value: value.to_owned(), source })
+    result.map_err(|source| CgroupError::Write {
+        path,
+        value: value.to_owned(),
+        source,
+    })
 }
 
 /// Reads the cgroup file `dir/name` as text.
@@ -49,7 +53,9 @@ pub fn read(dir: &Path, name: &str) -> Result<String, CgroupError> {
 pub fn read_optional(dir: &Path, name: &str) -> Result<Option<String>, CgroupError> {
     match read(dir, name) {
         Ok(s) => Ok(Some(s)),
-        Err(CgroupError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(CgroupError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            Ok(None)
+        }
         Err(e) => Err(e),
     }
 }
@@ -58,7 +64,11 @@ pub fn read_optional(dir: &Path, name: &str) -> Result<Option<String>, CgroupErr
 pub fn keyed(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| {
         let (k, v) = l.split_once(' ')?;
-        if k == key { v.trim().parse().ok() } else { None }
+        if k == key {
+            v.trim().parse().ok()
+        } else {
+            None
+        }
     })
 }
 
@@ -82,7 +92,9 @@ pub fn descendants(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
                 out.push(e.path());
@@ -110,7 +122,10 @@ mod tests {
     #[test]
     fn lists() {
         assert_eq!(pids("12\n345\n\n"), vec![12, 345]);
-        assert_eq!(words("cpuset cpu memory pids\n"), vec!["cpuset", "cpu", "memory", "pids"]);
+        assert_eq!(
+            words("cpuset cpu memory pids\n"),
+            vec!["cpuset", "cpu", "memory", "pids"]
+        );
         assert_eq!(number("1048576\n"), Some(1048576));
         assert_eq!(number("max\n"), None);
     }

@@ -14,10 +14,16 @@ pub use mount::Hierarchy;
 /// A cgroup operation that failed; the message names the operation and the path.
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
-    #[error("no cgroup v2 hierarchy is mounted (none in /proc/self/mountinfo); claude-cage needs cgroup v2")]
+    #[error(
+        "no cgroup v2 hierarchy is mounted (none in /proc/self/mountinfo); claude-cage needs cgroup v2"
+    )]
     NoMount,
     #[error("failed to write {value:?} to {}", path.display())]
-    Write { path: PathBuf, value: String, source: io::Error },
+    Write {
+        path: PathBuf,
+        value: String,
+        source: io::Error,
+    },
     #[error("failed to read {}", path.display())]
     Read { path: PathBuf, source: io::Error },
     #[error("failed to create cgroup {}", path.display())]
@@ -25,9 +31,16 @@ pub enum CgroupError {
     #[error("failed to remove cgroup {}", path.display())]
     Remove { path: PathBuf, source: io::Error },
     #[error("failed to enable the {controller} controller in {}: {why}", path.display())]
-    Enable { path: PathBuf, controller: &'static str, why: String },
+    Enable {
+        path: PathBuf,
+        controller: &'static str,
+        why: String,
+    },
     #[error("the {controller} controller is required by the policy but cannot be used: {why}")]
-    Unavailable { controller: &'static str, why: String },
+    Unavailable {
+        controller: &'static str,
+        why: String,
+    },
     #[error("{0}")]
     Placement(String),
     #[error("cage {} is still populated after it was killed", path.display())]

@@ -20,10 +20,17 @@ pub struct Hierarchy {
 impl Hierarchy {
     /// Reads `/proc/self/mountinfo` and `/proc/self/cgroup`.
     pub fn discover() -> Result<Self, CgroupError> {
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-            .map_err(|source| CgroupError::Read { path: "/proc/self/mountinfo".into(), source })?;
-        let cgroup = std::fs::read_to_string("/proc/self/cgroup")
-            .map_err(|source| CgroupError::Read { path: "/proc/self/cgroup".into(), source })?;
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| {
+            CgroupError::Read {
+                path: "/proc/self/mountinfo".into(),
+                source,
+            }
+        })?;
+        let cgroup =
+            std::fs::read_to_string("/proc/self/cgroup").map_err(|source| CgroupError::Read {
+                path: "/proc/self/cgroup".into(),
+                source,
+            })?;
         Self::from_texts(&mountinfo, &cgroup)
     }
 
@@ -39,23 +46,44 @@ impl Hierarchy {
         // Prefer the mount whose root contains our cgroup (a container may bind-mount a subtree).
         let best = v2
             .iter()
-            .filter(|m| own_ns == m.root || own_ns.starts_with(&format!("{}/", m.root.trim_end_matches('/'))) || m.root == "/")
+            .filter(|m| {
+                own_ns == m.root
+                    || own_ns.starts_with(&format!("{}/", m.root.trim_end_matches('/')))
+                    || m.root == "/"
+            })
             .max_by_key(|m| m.root.len())
             .ok_or(CgroupError::NoMount)?;
-        let rel = if best.root == "/" { own_ns.clone() } else { own_ns[best.root.len()..].to_owned() };
+        let rel = if best.root == "/" {
+            own_ns.clone()
+        } else {
+            own_ns[best.root.len()..].to_owned()
+        };
         let own = if rel.is_empty() { "/".to_owned() } else { rel };
         let v1_controllers = mounts
             .iter()
             .filter(|m| m.fstype == "cgroup")
-            .flat_map(|m| m.super_options.split(',').map(str::to_owned).collect::<Vec<_>>())
+            .flat_map(|m| {
+                m.super_options
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
             .collect();
-        Ok(Hierarchy { mount: best.mount_point.clone(), own, v1_controllers })
+        Ok(Hierarchy {
+            mount: best.mount_point.clone(),
+            own,
+            v1_controllers,
+        })
     }
 
     /// The directory of a cgroup given relative to the mount ("/" is the root).
     pub fn dir(&self, rel: &str) -> PathBuf {
         let rel = rel.trim_start_matches('/');
-        if rel.is_empty() { self.mount.clone() } else { self.mount.join(rel) }
+        if rel.is_empty() {
+            self.mount.clone()
+        } else {
+            self.mount.join(rel)
+        }
     }
 
     /// The path of a directory under the mount, relative to it ("/bots/a").
@@ -101,7 +129,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -130,9 +161,15 @@ mod tests {
         assert_eq!(h.mount, PathBuf::from("/sys/fs/cgroup/unified"));
         assert_eq!(h.own, "/");
         assert!(h.is_v1("memory") && h.is_v1("pids") && !h.is_v1("cpu"));
-        assert_eq!(h.dir("/bots/a"), PathBuf::from("/sys/fs/cgroup/unified/bots/a"));
+        assert_eq!(
+            h.dir("/bots/a"),
+            PathBuf::from("/sys/fs/cgroup/unified/bots/a")
+        );
         assert_eq!(h.dir("/"), PathBuf::from("/sys/fs/cgroup/unified"));
-        assert_eq!(h.relative(Path::new("/sys/fs/cgroup/unified/bots/a")), "/bots/a");
+        assert_eq!(
+            h.relative(Path::new("/sys/fs/cgroup/unified/bots/a")),
+            "/bots/a"
+        );
     }
 
     #[test]
@@ -163,6 +200,9 @@ mod tests {
     #[test]
     fn no_cgroup2() {
         let mi = "35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
-        assert!(matches!(Hierarchy::from_texts(mi, "4:memory:/\n"), Err(CgroupError::NoMount)));
+        assert!(matches!(
+            Hierarchy::from_texts(mi, "4:memory:/\n"),
+            Err(CgroupError::NoMount)
+        ));
     }
 }

@@ -34,7 +34,9 @@ fn default_dir() -> Result<PathBuf, ShimError> {
 
 /// Creates the shim and returns its path.
 pub fn install(args: &InstallShimArgs) -> Result<PathBuf, ShimError> {
-    let exe = std::env::current_exe().and_then(|p| p.canonicalize()).map_err(ShimError::CurrentExe)?;
+    let exe = std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .map_err(ShimError::CurrentExe)?;
     let dir = match &args.dir {
         Some(d) => d.clone(),
         None => default_dir()?,
@@ -42,7 +44,8 @@ pub fn install(args: &InstallShimArgs) -> Result<PathBuf, ShimError> {
     std::fs::create_dir_all(&dir).map_err(|e| ShimError::CreateDir(dir.clone(), e))?;
     let link = dir.join(SHIM_NAME);
     if let Ok(meta) = std::fs::symlink_metadata(&link) {
-        let ours = meta.file_type().is_symlink() && link.canonicalize().ok().as_deref() == Some(exe.as_path());
+        let ours = meta.file_type().is_symlink()
+            && link.canonicalize().ok().as_deref() == Some(exe.as_path());
         if ours {
             return Ok(link);
         }

@@ -50,7 +50,10 @@ pub enum RunError {
     #[error(transparent)]
     Spawn(#[from] SpawnError),
     #[error("failed to open the events file {path}")]
-    Events { path: String, source: std::io::Error },
+    Events {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("no program to run: give one after `--`, or set `program` in the policy ({0})")]
     NoProgram(String),
     #[error("the process that started claude-cage (pid {0}) died before the child was started")]
@@ -73,7 +76,11 @@ impl RunError {
 pub fn block_signals() -> SigSet {
     let mut original = SigSet::empty();
     // sigprocmask only fails for an invalid `how`, which this is not.
-    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&supervise::handled_signals()), Some(&mut original));
+    let _ = sigprocmask(
+        SigmaskHow::SIG_BLOCK,
+        Some(&supervise::handled_signals()),
+        Some(&mut original),
+    );
     original
 }
 
@@ -133,35 +140,58 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
         .ok_or_else(|| RunError::NoProgram(policy.source.clone()))?;
     let command: Vec<OsString> = std::iter::once(program.clone()).chain(inv.args).collect();
     let program = program.to_string_lossy().into_owned();
-    let myself = inv.skip_self.then(|| std::env::current_exe().ok()).flatten();
-    let path = spawn::resolve(&program, std::env::var_os("PATH").as_deref(), myself.as_deref())?;
-    let name = policy.name.clone().unwrap_or_else(|| policy::name_from_program(&program));
-    let mut log = EventLog::open(policy.events_file.as_deref())
-        .map_err(|source| RunError::Events { path: policy.events_file.clone().unwrap_or_default(), source })?;
-
+    let myself = inv
+        .skip_self
+        .then(|| std::env::current_exe().ok())
+        .flatten();
+    let path = spawn::resolve(
+        &program,
+        std::env::var_os("PATH").as_deref(),
+        myself.as_deref(),
+    )?;
+    let name = policy
+        .name
+        .clone()
+        .unwrap_or_else(|| policy::name_from_program(&program));
     let hierarchy = Hierarchy::discover()?;
     let parent = cgroup::choose_parent(&hierarchy, &policy.parent)?;
     let placement = cgroup::plan(hierarchy, parent, &policy)?;
+    let mut log =
+        EventLog::open(policy.events_file.as_deref()).map_err(|source| RunError::Events {
+            path: policy.events_file.clone().unwrap_or_default(),
+            source,
+        })?;
     for w in &placement.warnings {
         eprintln!("claude-cage warning: {w}");
     }
 
     let starter = watch_starter(inv.starter, policy.parent_death)?;
-    let signals = SignalFd::with_flags(&supervise::handled_signals(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .map_err(RunError::Signals)?;
+    let signals = SignalFd::with_flags(
+        &supervise::handled_signals(),
+        SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
+    )
+    .map_err(RunError::Signals)?;
     // Orphaned descendants of the child are reparented to claude-cage, which reaps them, so no
     // zombie keeps a pids charge or a process table slot.
     nix::sys::prctl::set_child_subreaper(true).map_err(RunError::Signals)?;
 
     // Commit: from here on, no path may leave the cage behind.
     let cage = Cage::create(&placement, &name, &policy)?;
-    if policy.swap_max.is_some() && cage.applied.oom_group.is_some() && cage.applied.swap_max.is_none() {
-        eprintln!("claude-cage warning: memory.swap-max is not applied: this kernel has no swap accounting");
+    if policy.swap_max.is_some()
+        && cage.applied.oom_group.is_some()
+        && cage.applied.swap_max.is_none()
+    {
+        eprintln!(
+            "claude-cage warning: memory.swap-max is not applied: this kernel has no swap accounting"
+        );
     }
     let cage_dir = cage.dir.clone().into_os_string();
     let env: Vec<(OsString, OsString)> = std::env::vars_os()
         .filter(|(k, _)| k != "CLAUDE_CAGE_ID" && k != "CLAUDE_CAGE_CGROUP")
-        .chain([("CLAUDE_CAGE_ID".into(), cage.id.clone().into()), ("CLAUDE_CAGE_CGROUP".into(), cage_dir)])
+        .chain([
+            ("CLAUDE_CAGE_ID".into(), cage.id.clone().into()),
+            ("CLAUDE_CAGE_CGROUP".into(), cage_dir),
+        ])
         .collect();
     let started = Instant::now();
     let child = match spawn::spawn(&cage.main, &path, &command, env, original_mask) {
@@ -178,7 +208,10 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
         pid: child.pid.as_raw(),
         cgroup: cage.dir.display().to_string(),
         program: path.display().to_string(),
-        argv: command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+        argv: command
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
         limits: Limits::from(&cage.applied),
     });
 
@@ -197,11 +230,18 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
             while status.is_none() {
                 let _ = nix::sys::wait::waitpid(child.pid, None).map(|s| match s {
                     nix::sys::wait::WaitStatus::Exited(_, c) => status = Some(ChildEnd::Exited(c)),
-                    nix::sys::wait::WaitStatus::Signaled(_, s, _) => status = Some(ChildEnd::Signaled(s)),
+                    nix::sys::wait::WaitStatus::Signaled(_, s, _) => {
+                        status = Some(ChildEnd::Signaled(s))
+                    }
                     _ => {}
                 });
             }
-            Outcome { end: status.unwrap_or(ChildEnd::Signaled(Signal::SIGKILL)), cause: None, leftover: 0, killed_by_us: true }
+            Outcome {
+                end: status.unwrap_or(ChildEnd::Signaled(Signal::SIGKILL)),
+                cause: None,
+                leftover: 0,
+                killed_by_us: true,
+            }
         }
     };
     let duration = started.elapsed();
@@ -218,7 +258,15 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
         eprintln!("claude-cage warning: {}", error_chain(e));
     }
 
-    let end = End { outcome: &outcome, counters, bot_oom, peak, duration, policy: &policy, cage: &cage };
+    let end = End {
+        outcome: &outcome,
+        counters,
+        bot_oom,
+        peak,
+        duration,
+        policy: &policy,
+        cage: &cage,
+    };
     let (reason, status) = end.conclude();
     log.emit(&Event::Exit(ExitRecord {
         reason,
@@ -248,7 +296,9 @@ fn teardown_with(cage: &Cage, reap: impl Fn()) -> Result<Option<u64>, CgroupErro
     reap();
     let peak = cage.memory_peak();
     if !empty {
-        return Err(CgroupError::StillPopulated { path: cage.dir.clone() });
+        return Err(CgroupError::StillPopulated {
+            path: cage.dir.clone(),
+        });
     }
     cage.remove()?;
     Ok(peak)
@@ -305,7 +355,9 @@ impl End<'_> {
             None => match self.outcome.end {
                 ChildEnd::Exited(c) => (Reason::Exited, c),
                 // The OOM killer sends SIGKILL; the counter tells it apart from a kill -9.
-                ChildEnd::Signaled(Signal::SIGKILL) if self.counters.oom_kill > 0 => (Reason::OomKilled, child_status),
+                ChildEnd::Signaled(Signal::SIGKILL) if self.counters.oom_kill > 0 => {
+                    (Reason::OomKilled, child_status)
+                }
                 ChildEnd::Signaled(_) => (Reason::Signaled, child_status),
             },
         }
@@ -325,12 +377,15 @@ impl End<'_> {
                 None => "at the bot's aggregate memory limit".to_owned(),
             }
         } else {
-            "outside the cage's limits (the host or an enclosing cgroup ran out of memory)".to_owned()
+            "outside the cage's limits (the host or an enclosing cgroup ran out of memory)"
+                .to_owned()
         }
     }
 
     fn peak(&self) -> String {
-        self.peak.map(|p| format!(" (peak {})", Bytes(p))).unwrap_or_default()
+        self.peak
+            .map(|p| format!(" (peak {})", Bytes(p)))
+            .unwrap_or_default()
     }
 
     fn leftovers(&self) -> String {
@@ -344,7 +399,9 @@ impl End<'_> {
     fn child_end(&self) -> String {
         match self.outcome.end {
             ChildEnd::Exited(c) => format!("exited with status {c}"),
-            ChildEnd::Signaled(s) => format!("was killed by {s} ({})", exit::SIGNALED_BASE + s as i32),
+            ChildEnd::Signaled(s) => {
+                format!("was killed by {s} ({})", exit::SIGNALED_BASE + s as i32)
+            }
         }
     }
 
@@ -365,12 +422,23 @@ impl End<'_> {
         };
         let tail = format!("{oom_note}{}", self.leftovers());
         match reason {
-            Reason::OomKilled => format!("killed by the kernel OOM killer {}{} after {after}{}", self.oom_limit(), self.peak(), self.leftovers()),
-            Reason::Exited => format!("exited with status {} after {after}{tail}", match self.outcome.end {
-                ChildEnd::Exited(c) => c,
-                ChildEnd::Signaled(_) => 0,
-            }),
-            Reason::Signaled => format!("{} after {after}{tail}", self.child_end().replacen("was killed", "killed", 1)),
+            Reason::OomKilled => format!(
+                "killed by the kernel OOM killer {}{} after {after}{}",
+                self.oom_limit(),
+                self.peak(),
+                self.leftovers()
+            ),
+            Reason::Exited => format!(
+                "exited with status {} after {after}{tail}",
+                match self.outcome.end {
+                    ChildEnd::Exited(c) => c,
+                    ChildEnd::Signaled(_) => 0,
+                }
+            ),
+            Reason::Signaled => format!(
+                "{} after {after}{tail}",
+                self.child_end().replacen("was killed", "killed", 1)
+            ),
             Reason::Timeout => format!(
                 "max-runtime {} ran out; killed the cage{}",
                 Elapsed(self.policy.max_runtime.unwrap_or_default()),
@@ -380,7 +448,9 @@ impl End<'_> {
                 "stdin was closed and the child did not exit within stdin-eof-grace {}; killed the cage after {after}{tail}",
                 Elapsed(self.policy.stdin_eof_grace.unwrap_or_default())
             ),
-            Reason::ParentDied => format!("the process that started claude-cage died; killed the cage after {after}{tail}"),
+            Reason::ParentDied => format!(
+                "the process that started claude-cage died; killed the cage after {after}{tail}"
+            ),
             Reason::Terminated => {
                 let sig = match self.outcome.cause {
                     Some(Cause::Terminated(s)) => s.as_str(),
@@ -392,7 +462,10 @@ impl End<'_> {
                         Elapsed(self.policy.term_grace)
                     )
                 } else {
-                    format!("received {sig}, forwarded it; the child {} after {after}{tail}", self.child_end())
+                    format!(
+                        "received {sig}, forwarded it; the child {} after {after}{tail}",
+                        self.child_end()
+                    )
                 }
             }
             Reason::Killed => format!("killed by an operator after {after}{tail}"),

@@ -1,0 +1,129 @@
+//! The whole tree is gone when `run` returns, with a negative control that shows the same
+//! escapees survive the naive way (a process-group kill).
+
+use std::process::{Command, Stdio};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use std::os::unix::process::CommandExt;
+
+use crate::*;
+
+/// Leaves a `setsid` process (new session) and a double-forked one (reparented away) behind,
+/// writing their pids to $1, then exits.
+const ESCAPEES: &str = r#"setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $! >> "$1"
+( sleep 1000 </dev/null >/dev/null 2>&1 & echo $! >> "$1" ) 
+exit 0"#;
+
+fn pids(path: &std::path::Path) -> Vec<i32> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn setsid_and_double_forked_processes_survive_a_process_group_kill() {
+    // Negative control: without claude-cage, killing the child's process group after it exits
+    // leaves the setsid'd process alive. The control cgroup kills everything afterwards.
+    let ctl = ControlCgroup::new("escape");
+    let t = TempDir::new("escape-ctl");
+    let pidfile = t.path("pids");
+    let procs = ctl.0.join("cgroup.procs");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {}; exec sh -c '{}' sh {}",
+            procs.display(),
+            ESCAPEES.replace('\'', "'\\''"),
+            pidfile.display()
+        ))
+        .process_group(0)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pgid = Pid::from_raw(child.id() as i32);
+    assert!(child.wait().unwrap().success());
+    let _ = killpg(pgid, Signal::SIGKILL);
+    let escapees = pids(&pidfile);
+    assert_eq!(escapees.len(), 2);
+    assert!(
+        alive(escapees[0]),
+        "the setsid process should survive a process-group kill"
+    );
+    drop(ctl);
+    assert!(
+        !escapees.iter().any(|&p| alive(p)),
+        "the control cgroup must clean up"
+    );
+}
+
+#[test]
+fn setsid_and_double_forked_processes_die_with_the_cage() {
+    let n = name("escape");
+    let t = TempDir::new(&n);
+    let pidfile = t.path("pids");
+    let out = output(run_cmd(
+        &n,
+        &t.path("ev"),
+        &[],
+        &["sh", "-c", ESCAPEES, "sh", pidfile.to_str().unwrap()],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let escapees = pids(&pidfile);
+    assert_eq!(escapees.len(), 2);
+    for p in &escapees {
+        assert!(!alive(*p), "process {p} outlived its cage");
+    }
+    assert_eq!(exit_event(&t.path("ev"))["leftover"], 2);
+    assert_no_cgroup(&n);
+}
+
+#[test]
+fn nested_cgroups_made_by_the_child_are_removed() {
+    // What Claude Code does: a cgroup beside its own, plus a nested one, each with a process.
+    let n = name("nested");
+    let t = TempDir::new(&n);
+    let script = r#"mkdir "$CLAUDE_CAGE_CGROUP/claude-code-bash" "$CLAUDE_CAGE_CGROUP/claude-code-bash/deeper"
+sh -c 'echo $$ > "$CLAUDE_CAGE_CGROUP/claude-code-bash/deeper/cgroup.procs"; exec sleep 1000' &
+echo $! > "$1"
+while ! grep -qx "$(cat "$1")" "$CLAUDE_CAGE_CGROUP/claude-code-bash/deeper/cgroup.procs" 2>/dev/null; do :; done
+exit 0"#;
+    let out = output(run_cmd(
+        &n,
+        &t.path("ev"),
+        &[],
+        &["sh", "-c", script, "sh", t.path("pid").to_str().unwrap()],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let pid: i32 = std::fs::read_to_string(t.path("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(!alive(pid));
+    assert_eq!(exit_event(&t.path("ev"))["leftover"], 1);
+    assert_no_cgroup(&n);
+}
+
+#[test]
+fn a_stopped_process_is_killed_too() {
+    let n = name("stopped");
+    let t = TempDir::new(&n);
+    let script = r#"sleep 1000 & echo $! > "$1"; kill -STOP $!; exit 0"#;
+    let out = output(run_cmd(
+        &n,
+        &t.path("ev"),
+        &[],
+        &["sh", "-c", script, "sh", t.path("pid").to_str().unwrap()],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let pid: i32 = std::fs::read_to_string(t.path("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(!alive(pid));
+    assert_no_cgroup(&n);
+}

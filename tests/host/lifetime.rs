@@ -1,0 +1,140 @@
+//! max-runtime, stdin-eof-grace and parent-death.
+
+use std::io::{BufRead, BufReader};
+use std::os::fd::AsFd;
+use std::process::{Command, Stdio};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::*;
+
+#[test]
+fn max_runtime_kills_the_cage_with_124() {
+    let n = name("runtime");
+    let t = TempDir::new(&n);
+    let out = output(run_cmd(
+        &n,
+        &t.path("ev"),
+        &["--max-runtime", "300ms"],
+        &["sh", "-c", "setsid sleep 1000 & exec sleep 1000"],
+    ));
+    assert_eq!(out.status.code(), Some(124), "{out:?}");
+    let ev = exit_event(&t.path("ev"));
+    assert_eq!(ev["reason"], "timeout");
+    assert_eq!(ev["leftover"], 1);
+    let lines = reason_lines(&out);
+    assert!(
+        lines.len() == 1 && lines[0].contains("max-runtime"),
+        "{lines:?}"
+    );
+    assert_no_cgroup(&n);
+}
+
+#[test]
+fn stdin_eof_grace_kills_a_child_that_outlives_its_stdin() {
+    let n = name("eof");
+    let t = TempDir::new(&n);
+    // The child never reads stdin; claude-cage notices the pipe's writer is gone without
+    // reading it.
+    let mut c = run_cmd(
+        &n,
+        &t.path("ev"),
+        &["--stdin-eof-grace", "200ms"],
+        &["sh", "-c", "echo ready; exec sleep 1000"],
+    );
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert_eq!(wait_ready(&mut child), "ready");
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(124), "{out:?}");
+    assert_eq!(exit_event(&t.path("ev"))["reason"], "stdin-closed");
+    assert_no_cgroup(&n);
+}
+
+#[test]
+fn stdin_still_open_means_no_eof_kill() {
+    // Control for the test above: with the writer still open, the grace never starts and the
+    // child ends on its own terms (here: it exits when told to over the pipe).
+    let n = name("noeof");
+    let t = TempDir::new(&n);
+    let mut c = run_cmd(
+        &n,
+        &t.path("ev"),
+        &["--stdin-eof-grace", "200ms"],
+        &["sh", "-c", "echo ready; read line; exit 5"],
+    );
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert_eq!(wait_ready(&mut child), "ready");
+    // Wait past the grace with the pipe open, on a poll that cannot fire (nothing writes to
+    // the child's stdout any more); this is the only place a test waits on time, and it
+    // asserts the absence of a kill, not a duration.
+    let out_fd = child.stdout.as_ref().unwrap().as_fd();
+    let mut fds = [PollFd::new(out_fd, PollFlags::POLLIN)];
+    let _ = poll(&mut fds, PollTimeout::from(600u16));
+    use std::io::Write;
+    child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert_eq!(exit_event(&t.path("ev"))["reason"], "exited");
+    assert_no_cgroup(&n);
+}
+
+#[test]
+fn the_cage_dies_with_the_process_that_started_it() {
+    let n = name("pdeath");
+    let t = TempDir::new(&n);
+    let ev = t.path("ev");
+    // An intermediate shell starts claude-cage and prints its pid; the caged child prints its
+    // own pid once running. Then the intermediate shell is SIGKILLed.
+    let script = format!(
+        "{} run --name {n} --events {} -- sh -c 'echo $$; exec sleep 1000' & echo $!; wait",
+        bin(),
+        ev.display()
+    );
+    let mut starter = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(starter.stdout.take().unwrap()).lines();
+    let mut a: i32 = lines.next().unwrap().unwrap().trim().parse().unwrap();
+    let mut b: i32 = lines.next().unwrap().unwrap().trim().parse().unwrap();
+    // Which line came first depends on scheduling: the cage's child is the one in the cage.
+    let in_cage = |p: i32| {
+        std::fs::read_to_string(format!("/proc/{p}/cgroup"))
+            .unwrap_or_default()
+            .contains(&format!("/{n}/"))
+    };
+    if in_cage(a) {
+        std::mem::swap(&mut a, &mut b);
+    }
+    let (supervisor, caged) = (a, b);
+    assert!(in_cage(caged), "the caged child {caged} is not in the cage");
+    let pidfd = claude_cage::sys::pidfd_open(Pid::from_raw(supervisor)).unwrap();
+    kill(Pid::from_raw(starter.id() as i32), Signal::SIGKILL).unwrap();
+    starter.wait().unwrap();
+    // Event-driven wait for claude-cage to exit, bounded so a bug fails instead of hanging.
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    let n_ready = poll(&mut fds, PollTimeout::from(10_000u16)).unwrap();
+    assert_eq!(
+        n_ready, 1,
+        "claude-cage did not exit after its starter died"
+    );
+    assert!(!alive(caged), "the caged child outlived the starter");
+    assert_eq!(exit_event(&ev)["reason"], "parent-died");
+    assert_no_cgroup(&n);
+}

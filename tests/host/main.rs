@@ -1,0 +1,158 @@
+//! Host tests: real processes on this machine's cgroup v2 mount. Tree kills, signals, exit
+//! statuses, lifetime limits and bad input are proven here; memory and pids limits need the
+//! controllers and are proven in the VM suite (tests/vm). A missing prerequisite fails the test.
+
+mod cleanup;
+mod exit_status;
+mod lifetime;
+mod policies;
+mod signals;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use claude_cage::cgroup::Hierarchy;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_claude-cage")
+}
+
+/// The cgroup2 mount, asserting that this test can create cgroups there.
+pub fn mount() -> PathBuf {
+    let h = Hierarchy::discover().expect("host tests need a cgroup v2 mount");
+    let probe = h.mount.join(format!("t-probe-{}", std::process::id()));
+    match std::fs::create_dir(&probe) {
+        Ok(()) => std::fs::remove_dir(&probe).unwrap(),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => panic!(
+            "host tests need to create cgroups in {} (run as root): {e}",
+            h.mount.display()
+        ),
+    }
+    assert_eq!(
+        h.own, "/",
+        "host tests expect to run in the root cgroup, found {}",
+        h.own
+    );
+    h.mount
+}
+
+/// A bot name unique to this test and process.
+pub fn name(tag: &str) -> String {
+    format!("t-{tag}-{}", std::process::id())
+}
+
+/// A fresh temporary directory, removed by the caller with `remove_dir_all`.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!("claude-cage-test-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+    pub fn path(&self, f: &str) -> PathBuf {
+        self.0.join(f)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `claude-cage run --name NAME --events EVENTS <extra> -- <cmd>`.
+pub fn run_cmd(name: &str, events: &Path, extra: &[&str], cmd: &[&str]) -> Command {
+    let mut c = Command::new(bin());
+    c.arg("run")
+        .arg("--name")
+        .arg(name)
+        .arg("--events")
+        .arg(events)
+        .args(extra)
+        .arg("--")
+        .args(cmd);
+    c
+}
+
+pub fn output(mut c: Command) -> Output {
+    c.stdin(Stdio::null()).output().expect("run claude-cage")
+}
+
+/// The events of a run, parsed.
+pub fn events(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event line {l:?}: {e}")))
+        .collect()
+}
+
+/// The single `exit` event of a run.
+pub fn exit_event(path: &Path) -> serde_json::Value {
+    let ev = events(path);
+    let exits: Vec<_> = ev.iter().filter(|e| e["event"] == "exit").collect();
+    assert_eq!(exits.len(), 1, "expected one exit event in {ev:?}");
+    exits[0].clone()
+}
+
+/// Lines of stderr that claude-cage wrote as its reason line.
+pub fn reason_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with("claude-cage: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Asserts that nothing of bot `name` is left in the cgroup tree.
+pub fn assert_no_cgroup(name: &str) {
+    let dir = mount().join(name);
+    assert!(!dir.exists(), "cgroup {} was left behind", dir.display());
+}
+
+/// Whether a process is alive (a zombie counts as dead).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Reads the first line the child prints on stdout: the child's own signal that it is ready.
+pub fn wait_ready(child: &mut Child) -> String {
+    let out = child.stdout.as_mut().expect("stdout piped");
+    let mut line = String::new();
+    BufReader::new(out).read_line(&mut line).unwrap();
+    line.trim().to_owned()
+}
+
+/// A cgroup owned by a test, killed and removed on drop: how negative controls clean up after
+/// themselves.
+pub struct ControlCgroup(pub PathBuf);
+
+impl ControlCgroup {
+    pub fn new(tag: &str) -> ControlCgroup {
+        let d = mount().join(format!("t-control-{tag}-{}", std::process::id()));
+        std::fs::create_dir(&d).unwrap();
+        ControlCgroup(d)
+    }
+}
+
+impl Drop for ControlCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.0.join("cgroup.kill"), "1");
+        for _ in 0..1000 {
+            if std::fs::remove_dir(&self.0).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        panic!("could not remove {}", self.0.display());
+    }
+}
