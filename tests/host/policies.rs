@@ -55,7 +55,7 @@ fn bad_policies_exit_125_and_create_nothing() {
         refused(
             &n,
             &["--policy", f.to_str().unwrap()],
-            &format!("{}", fragment),
+            fragment,
         );
         assert!(
             String::from_utf8_lossy(
