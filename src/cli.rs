@@ -33,6 +33,61 @@ pub enum Command {
     /// $XDG_CONFIG_HOME/claude-cage/policy.toml (~/.config/claude-cage/policy.toml), else
     /// /etc/claude-cage/policy.toml, else the built-in default.
     InstallShim(InstallShimArgs),
+    /// List live cages: id, bot, child pid, age, memory, pids, throttling, OOM kills, state.
+    Ps(PsArgs),
+    /// Kill cages: the whole cage at once (its supervisor exits 137, reason `killed`).
+    Kill(KillArgs),
+    /// Kill and remove orphaned cages (their supervisor is dead) and stale state files.
+    Reap(ReapArgs),
+    /// Check this host and a policy: cgroup v2, controllers, delegation, kernel features.
+    ///
+    /// Exit status 0 when a run with the policy would enforce everything it requires, 1
+    /// otherwise.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Print a JSON array with full values (bytes, seconds).
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: crate::cmd::ps::Format,
+    /// Only the cages of this bot.
+    #[arg(long, value_name = "BOT")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["cages", "name", "all"])))]
+pub struct KillArgs {
+    /// Cage ids, as `ps` shows them.
+    #[arg(value_name = "CAGE")]
+    pub cages: Vec<String>,
+    /// Every cage of this bot.
+    #[arg(long, value_name = "BOT")]
+    pub name: Option<String>,
+    /// Every cage.
+    #[arg(long)]
+    pub all: bool,
+    /// Send this signal (TERM, SIGUSR1, 15, ...) to every process in the cage instead.
+    #[arg(long, value_name = "SIG")]
+    pub signal: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReapArgs {
+    /// Print what would be done, do nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The policy to check (default: the built-in default policy).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

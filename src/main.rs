@@ -13,7 +13,7 @@ use std::path::Path;
 use clap::Parser;
 
 use claude_cage::cli::{Cli, Command};
-use claude_cage::cmd::{install_shim, run};
+use claude_cage::cmd::{check, install_shim, kill, ps, reap, run};
 use claude_cage::exit;
 use claude_cage::policy::Overrides;
 
@@ -75,6 +75,29 @@ fn real_main() -> i32 {
             };
             run::run(inv, original_mask)
         }
+        Command::Ps(a) => ps::ps(
+            if a.json { ps::Format::Json } else { a.format },
+            a.name.as_deref(),
+        ),
+        Command::Kill(a) => {
+            let signal = match a.signal.as_deref().map(kill::parse_signal).transpose() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("claude-cage: {e}");
+                    return exit::FAILURE;
+                }
+            };
+            let target = if a.all {
+                kill::Target::All
+            } else if let Some(b) = a.name {
+                kill::Target::Bot(b)
+            } else {
+                kill::Target::Ids(a.cages)
+            };
+            kill::kill_cmd(target, signal)
+        }
+        Command::Reap(a) => reap::reap(a.dry_run),
+        Command::Check(a) => check::check(a.policy.as_deref()),
         Command::InstallShim(a) => match install_shim::install(&a) {
             Ok(link) => {
                 println!("{}", link.display());

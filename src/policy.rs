@@ -15,6 +15,9 @@ use crate::units::{self, CpuMax, Limit};
 /// The built-in default policy; the same text as `policies/default.toml`.
 pub const DEFAULT_POLICY: &str = include_str!("../policies/default.toml");
 
+/// The program run when neither the command line nor the policy names one.
+pub const DEFAULT_PROGRAM: &str = "claude";
+
 /// Where the built-in default policy comes from, as named in messages.
 pub const DEFAULT_SOURCE: &str = "<built-in default policy>";
 

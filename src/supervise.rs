@@ -41,7 +41,7 @@ pub fn handled_signals() -> SigSet {
         set.add(s);
     }
     set.add(Signal::SIGCHLD);
-    set
+    sys::with_raw_signal(&set, sys::kill_request_signal())
 }
 
 /// Why claude-cage ended the cage itself, if it did.
@@ -51,6 +51,8 @@ pub enum Cause {
     StdinClosed,
     ParentDied,
     Terminated(Signal),
+    /// `claude-cage kill` asked for it.
+    Killed,
 }
 
 /// How the child ended.
@@ -192,6 +194,11 @@ pub fn supervise(
 
         if sig_ready {
             while let Ok(Some(info)) = signals.read_signal() {
+                if info.ssi_signo as i32 == sys::kill_request_signal() {
+                    cause.get_or_insert(Cause::Killed);
+                    kill(cage, &mut killed_at_count);
+                    continue;
+                }
                 let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
                     continue;
                 };
@@ -294,8 +301,13 @@ pub fn reap(child: Pid, status: &mut Option<ChildEnd>) {
 fn watch_counters(cage: &Cage) -> Option<Watch> {
     let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?;
     let mut any = false;
-    for f in [fs::MEMORY_EVENTS, fs::PIDS_EVENTS] {
-        let p = cage.dir.join(f);
+    // A refused fork is counted in the forking process's own cgroup on older kernels (see
+    // `Cage::refused_forks`), so `main`'s pids.events is watched too.
+    for p in [
+        cage.dir.join(fs::MEMORY_EVENTS),
+        cage.dir.join(fs::PIDS_EVENTS),
+        cage.main.join(fs::PIDS_EVENTS),
+    ] {
         if p.exists() && ino.add_watch(&p, AddWatchFlags::IN_MODIFY).is_ok() {
             any = true;
         }

@@ -271,3 +271,33 @@ pub fn stdin_fd() -> BorrowedFd<'static> {
     // poll(2) reports POLLNVAL for it, which the supervisor treats as "stdin closed".
     unsafe { BorrowedFd::borrow_raw(0) }
 }
+
+/// The real-time signal `claude-cage kill` sends a supervisor to have it kill its cage and
+/// report the reason `killed`. SIGRTMIN and SIGRTMIN+1 may be taken by glibc internally
+/// (signal(7)); `libc::SIGRTMIN()` already skips those, and +1 keeps clear of programs that use
+/// the first free one.
+pub fn kill_request_signal() -> libc::c_int {
+    libc::SIGRTMIN() + 1
+}
+
+/// `set` plus a signal that `nix::sys::signal::Signal` cannot name (a real-time signal).
+pub fn with_raw_signal(set: &SigSet, signo: libc::c_int) -> SigSet {
+    let mut raw: libc::sigset_t = *set.as_ref();
+    // SAFETY: `raw` is a valid, initialised sigset_t; sigaddset only fails (EINVAL) for an
+    // invalid signal number, in which case the set is unchanged (sigsetops(3)).
+    unsafe {
+        libc::sigaddset(&mut raw, signo);
+        SigSet::from_sigset_t_unchecked(raw)
+    }
+}
+
+/// kill(2) with a raw signal number (for real-time signals).
+pub fn send_raw_signal(pid: Pid, signo: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill(2) takes a pid and a signal number and touches no memory.
+    let r = unsafe { libc::kill(pid.as_raw(), signo) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}

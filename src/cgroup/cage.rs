@@ -316,13 +316,41 @@ impl Cage {
         })
     }
 
+    /// An existing cage directory, for the operator commands.
+    pub fn at(dir: PathBuf) -> Cage {
+        let id = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let bot_dir = dir.parent().map(Path::to_path_buf).unwrap_or_default();
+        Cage {
+            id,
+            main: dir.join("main"),
+            bot_dir,
+            dir,
+            applied: Applied::default(),
+        }
+    }
+
+    /// Kills the cage, waits until it is empty and removes it (and the bot's cgroup when it is
+    /// the last cage). Returns how many processes were killed.
+    pub fn kill_and_remove(&self, timeout: Duration) -> Result<usize, CgroupError> {
+        let n = self.process_count();
+        if n > 0 {
+            self.kill()?;
+        }
+        if !self.wait_empty(timeout)? {
+            return Err(CgroupError::StillPopulated {
+                path: self.dir.clone(),
+            });
+        }
+        self.remove()?;
+        Ok(n)
+    }
+
     /// Reads the cage's counters; files this kernel lacks count as zero.
     pub fn counters(&self) -> Counters {
         let mem = fs::read_optional(&self.dir, MEMORY_EVENTS)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let pids = fs::read_optional(&self.dir, PIDS_EVENTS)
             .ok()
             .flatten()
             .unwrap_or_default();
@@ -330,8 +358,26 @@ impl Cage {
             high: fs::keyed(&mem, "high").unwrap_or(0),
             oom: fs::keyed(&mem, "oom").unwrap_or(0),
             oom_kill: fs::keyed(&mem, "oom_kill").unwrap_or(0),
-            pids_max: fs::keyed(&pids, "max").unwrap_or(0),
+            pids_max: self.refused_forks(),
         }
+    }
+
+    /// Forks refused by pids.max in the cage. Before Linux 6.11 (and without the
+    /// `pids_localevents` mount option after it) the kernel counts a refused fork in the
+    /// `pids.events` of the cgroup whose process forked, not of the cgroup whose limit refused
+    /// it; newer kernels count it hierarchically. So the cage's own counter is compared with the
+    /// sum over its descendants, and the larger is the count.
+    fn refused_forks(&self) -> u64 {
+        let max_in = |d: &Path| {
+            fs::read_optional(d, PIDS_EVENTS)
+                .ok()
+                .flatten()
+                .and_then(|t| fs::keyed(&t, "max"))
+                .unwrap_or(0)
+        };
+        let own = max_in(&self.dir);
+        let below: u64 = fs::descendants(&self.dir).iter().map(|d| max_in(d)).sum();
+        own.max(below)
     }
 
     /// The bot cgroup's `memory.events oom` counter: how often the bot's aggregate limit was hit.

@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -14,6 +14,7 @@ use crate::events::{Event, EventLog, ExitRecord, Limits, Reason};
 use crate::exit;
 use crate::policy::{self, Overrides, ParentDeath, Policy, PolicyError};
 use crate::spawn::{self, SpawnError};
+use crate::state;
 use crate::supervise::{self, Cause, ChildEnd, Lifetime, Outcome, Starter};
 use crate::sys;
 use crate::units::{Bytes, Elapsed, Limit};
@@ -54,8 +55,6 @@ pub enum RunError {
         path: String,
         source: std::io::Error,
     },
-    #[error("no program to run: give one after `--`, or set `program` in the policy ({0})")]
-    NoProgram(String),
     #[error("the process that started claude-cage (pid {0}) died before the child was started")]
     StarterGone(Pid),
     #[error("failed to set up signal handling")]
@@ -134,10 +133,9 @@ pub fn load_policy(source: &PolicySource, overrides: &Overrides) -> Result<Polic
 fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunError> {
     // Prepare: every input is validated before anything is created.
     let policy = load_policy(&inv.policy, &inv.overrides)?;
-    let program = inv
-        .program
-        .or_else(|| policy.program.clone().map(OsString::from))
-        .ok_or_else(|| RunError::NoProgram(policy.source.clone()))?;
+    let program = inv.program.unwrap_or_else(|| {
+        OsString::from(policy.program.as_deref().unwrap_or(policy::DEFAULT_PROGRAM))
+    });
     let command: Vec<OsString> = std::iter::once(program.clone()).chain(inv.args).collect();
     let program = program.to_string_lossy().into_owned();
     let myself = inv
@@ -175,6 +173,12 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
     // zombie keeps a pids charge or a process table slot.
     nix::sys::prctl::set_child_subreaper(true).map_err(RunError::Signals)?;
 
+    // Orphans of this bot (a supervisor that was SIGKILLed) are reaped before a new cage
+    // starts: one directory read when there are none.
+    for line in crate::cmd::reap::reap_bot(&placement.parent.join(&name)) {
+        eprintln!("claude-cage note: {line}");
+    }
+
     // Commit: from here on, no path may leave the cage behind.
     let cage = Cage::create(&placement, &name, &policy)?;
     if policy.swap_max.is_some()
@@ -201,6 +205,35 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
                 eprintln!("claude-cage warning: {}", error_chain(&re));
             }
             return Err(e.into());
+        }
+    };
+    let argv: Vec<String> = command
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let record = state::Record {
+        cage: cage.id.clone(),
+        bot: name.clone(),
+        cgroup: cage.dir.clone(),
+        supervisor_pid: std::process::id() as i32,
+        supervisor_start: state::start_time(Pid::this()).unwrap_or(0),
+        child_pid: child.pid.as_raw(),
+        policy: policy.source.clone(),
+        argv: argv.clone(),
+        started_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64,
+        events: policy.events_file.clone(),
+    };
+    let state_file = match state::write(&state::own_dir(), &record) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!(
+                "claude-cage warning: failed to write the state file in {}: {e}; `ps` will show the cage without its command",
+                state::own_dir().display()
+            );
+            None
         }
     };
     log.set_cage(&cage.id, &name);
@@ -254,8 +287,14 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
         supervise::reap(child.pid, &mut ignored);
     });
     let peak = cleanup.as_ref().ok().copied().flatten();
-    if let Err(e) = &cleanup {
-        eprintln!("claude-cage warning: {}", error_chain(e));
+    match &cleanup {
+        // The state file stays while the cage does, so that `reap` finds it.
+        Err(e) => eprintln!("claude-cage warning: {}", error_chain(e)),
+        Ok(_) => {
+            if let Some(p) = &state_file {
+                let _ = std::fs::remove_file(p);
+            }
+        }
     }
 
     let end = End {
@@ -352,6 +391,7 @@ impl End<'_> {
             Some(Cause::StdinClosed) => (Reason::StdinClosed, exit::TIMEOUT),
             Some(Cause::ParentDied) => (Reason::ParentDied, child_status),
             Some(Cause::Terminated(_)) => (Reason::Terminated, child_status),
+            Some(Cause::Killed) => (Reason::Killed, exit::SIGNALED_BASE + Signal::SIGKILL as i32),
             None => match self.outcome.end {
                 ChildEnd::Exited(c) => (Reason::Exited, c),
                 // The OOM killer sends SIGKILL; the counter tells it apart from a kill -9.

@@ -52,11 +52,7 @@ fn bad_policies_exit_125_and_create_nothing() {
         let before = tree(&n);
         let f = t.path(&format!("p{i}.toml"));
         std::fs::write(&f, text).unwrap();
-        refused(
-            &n,
-            &["--policy", f.to_str().unwrap()],
-            fragment,
-        );
+        refused(&n, &["--policy", f.to_str().unwrap()], fragment);
         assert!(
             String::from_utf8_lossy(
                 &output(run_cmd(

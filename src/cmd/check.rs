@@ -1,0 +1,334 @@
+//! `claude-cage check [--policy FILE]`: the doctor a new user runs first. Each finding is OK,
+//! PROBLEM (a `run` with this policy would fail or not enforce what it requires) or NOTE (works,
+//! with less), with a concrete fix. Exit 0 when a `run` would enforce everything the policy
+//! requires, 1 otherwise.
+
+use std::path::Path;
+
+use crate::cgroup::{self, Hierarchy, fs};
+use crate::cmd::run::{self, PolicySource};
+use crate::policy::{Controller, Overrides, Parent, Policy};
+use crate::spawn;
+use crate::units::{Bytes, Elapsed, Limit};
+
+struct Report {
+    problems: usize,
+}
+
+impl Report {
+    fn ok(&mut self, what: impl AsRef<str>) {
+        println!("OK       {}", what.as_ref());
+    }
+    fn note(&mut self, what: impl AsRef<str>) {
+        println!("NOTE     {}", what.as_ref());
+    }
+    fn problem(&mut self, what: impl AsRef<str>, fix: impl AsRef<str>) {
+        self.problems += 1;
+        println!("PROBLEM  {}", what.as_ref());
+        println!("         fix: {}", fix.as_ref());
+    }
+}
+
+/// Where claude-cage runs, for advice that names the exact setting.
+enum Context {
+    Root,
+    Service(String),
+    UserSession,
+    Container,
+    Other,
+}
+
+fn context(h: &Hierarchy) -> Context {
+    let in_container = Path::new("/.dockerenv").exists()
+        || Path::new("/run/.containerenv").exists()
+        || std::fs::read_to_string("/proc/1/environ").is_ok_and(|e| e.contains("container="));
+    if h.own == "/" {
+        Context::Root
+    } else if in_container {
+        Context::Container
+    } else if let Some(unit) = h.own.split('/').find(|c| c.ends_with(".service")) {
+        Context::Service(unit.to_owned())
+    } else if h.own.contains("/user.slice/") && h.own.contains("session-") {
+        Context::UserSession
+    } else {
+        Context::Other
+    }
+}
+
+fn delegation_fix(ctx: &Context) -> String {
+    match ctx {
+        Context::Service(unit) => format!(
+            "add `Delegate=memory pids cpu` and `DelegateSubgroup=supervisor` to [Service] of {unit} \
+             (systemd 254 or later; see docs/systemd.md for older systemd), then `systemctl daemon-reload` and restart it"
+        ),
+        Context::UserSession => "run the bot inside a delegated user unit: `systemd-run --user --scope -p Delegate=yes <bot command>`".to_owned(),
+        Context::Container => "give the container its own cgroup namespace and a writable cgroup2 mount (docker/podman: --cgroupns=private), and run claude-cage in a leaf cgroup of it".to_owned(),
+        Context::Root | Context::Other => "set [cage] parent (or --parent) to a cgroup you own whose parent enables the controllers, or run under a systemd unit with Delegate=".to_owned(),
+    }
+}
+
+/// The `check` command.
+pub fn check(policy: Option<&Path>) -> i32 {
+    let mut r = Report { problems: 0 };
+    let source = policy
+        .map(|p| PolicySource::File(p.to_path_buf()))
+        .unwrap_or(PolicySource::Default);
+    let policy = match run::load_policy(&source, &Overrides::default()) {
+        Ok(p) => {
+            r.ok(format!("policy {} is valid", p.source));
+            describe_limits(&mut r, &p);
+            Some(p)
+        }
+        Err(e) => {
+            r.problem(
+                format!("policy: {e}"),
+                "correct the policy file (docs/policy.md lists every key)",
+            );
+            None
+        }
+    };
+
+    let h = match Hierarchy::discover() {
+        Ok(h) => {
+            r.ok(format!(
+                "cgroup v2 is mounted at {}; claude-cage runs in cgroup {}",
+                h.mount.display(),
+                h.own
+            ));
+            h
+        }
+        Err(e) => {
+            r.problem(e.to_string(), "boot with systemd.unified_cgroup_hierarchy=1, or `mount -t cgroup2 none /sys/fs/cgroup`");
+            return 1;
+        }
+    };
+    let ctx = context(&h);
+    let root_ctl = fs::read(&h.mount, fs::CONTROLLERS)
+        .map(|t| fs::words(&t))
+        .unwrap_or_default();
+    r.ok(format!(
+        "controllers in the cgroup v2 root: {}",
+        if root_ctl.is_empty() {
+            "none".to_owned()
+        } else {
+            root_ctl.join(" ")
+        }
+    ));
+    let v1: Vec<&str> = Controller::ALL
+        .iter()
+        .map(|c| c.name())
+        .filter(|c| h.is_v1(c))
+        .collect();
+    if !v1.is_empty() {
+        let required_v1: Vec<&str> = policy
+            .as_ref()
+            .map(|p| {
+                p.require
+                    .iter()
+                    .map(|c| c.name())
+                    .filter(|c| v1.contains(c))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let what = format!(
+            "{} {} bound to a cgroup v1 hierarchy on this host (a hybrid v1/v2 set-up): cgroup v2 cannot use {}",
+            v1.join(" and "),
+            if v1.len() == 1 { "is" } else { "are" },
+            if v1.len() == 1 { "it" } else { "them" }
+        );
+        let fix = "boot with systemd.unified_cgroup_hierarchy=1 (kernel command line) so that every controller moves to cgroup v2";
+        if required_v1.is_empty() {
+            r.note(format!("{what}; their limits are skipped with a warning"));
+        } else {
+            r.problem(what, fix);
+        }
+    }
+
+    kernel_features(&mut r, &h);
+
+    let Some(policy) = policy else {
+        return 1;
+    };
+    match cgroup::choose_parent(&h, &policy.parent) {
+        Err(e) => r.problem(format!("placement: {e}"), delegation_fix(&ctx)),
+        Ok(parent) => placement(&mut r, &h, &parent, &policy, &ctx),
+    }
+
+    let program = policy
+        .program
+        .clone()
+        .unwrap_or_else(|| "claude".to_owned());
+    match spawn::resolve(&program, std::env::var_os("PATH").as_deref(), None) {
+        Ok(p) => r.ok(format!("program {program:?} resolves to {}", p.display())),
+        Err(e) => r.note(format!(
+            "program: {e} (only needed when no program is given on the command line)"
+        )),
+    }
+
+    if r.problems == 0 {
+        println!("claude-cage check: a run with this policy enforces everything it requires");
+        0
+    } else {
+        println!(
+            "claude-cage check: {} problem{}",
+            r.problems,
+            if r.problems == 1 { "" } else { "s" }
+        );
+        1
+    }
+}
+
+fn describe_limits(r: &mut Report, p: &Policy) {
+    let l = |v: Option<Limit>| match v {
+        None => "unset".to_owned(),
+        Some(Limit::Max) => "max".to_owned(),
+        Some(Limit::Bytes(b)) => format!("{b} ({})", Bytes(b)),
+    };
+    let n = |v: Option<Limit>| match v {
+        None => "unset".to_owned(),
+        Some(Limit::Max) => "max".to_owned(),
+        Some(Limit::Bytes(b)) => b.to_string(),
+    };
+    r.ok(format!(
+        "effective limits: memory.high {}, memory.max {}, memory.swap.max {}, oom-group {}, pids.max {}, cpu.max {}, cpu.weight {}",
+        l(p.memory_high),
+        l(p.memory_max),
+        l(p.swap_max),
+        p.oom_group,
+        n(p.pids_max),
+        p.cpu_max.map(|c| c.to_cgroup_value()).unwrap_or_else(|| "unset".into()),
+        p.cpu_weight.map(|w| w.to_string()).unwrap_or_else(|| "unset".into()),
+    ));
+    if p.bot_memory_max.is_some() || p.bot_pids_max.is_some() {
+        r.ok(format!(
+            "bot limits: memory.max {}, pids.max {}",
+            l(p.bot_memory_max),
+            n(p.bot_pids_max)
+        ));
+    }
+    r.ok(format!(
+        "lifetime: max-runtime {}, stdin-eof-grace {}, term-grace {}",
+        p.max_runtime
+            .map(|d| Elapsed(d).to_string())
+            .unwrap_or_else(|| "unset".into()),
+        p.stdin_eof_grace
+            .map(|d| Elapsed(d).to_string())
+            .unwrap_or_else(|| "unset".into()),
+        Elapsed(p.term_grace)
+    ));
+}
+
+fn kernel_features(r: &mut Report, h: &Hierarchy) {
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let version: Vec<u32> = release
+        .split(|c: char| !c.is_ascii_digit())
+        .take(2)
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let at_least =
+        |maj: u32, min: u32| version.len() == 2 && (version[0], version[1]) >= (maj, min);
+    let feature = |r: &mut Report, ok: bool, what: &str, without: &str| {
+        if ok {
+            r.ok(format!("kernel {release} supports {what}"));
+        } else {
+            r.note(format!("kernel {release} lacks {what}: {without}"));
+        }
+    };
+    feature(
+        r,
+        at_least(5, 7),
+        "clone3 with CLONE_INTO_CGROUP",
+        "the child moves itself into its cage before exec instead",
+    );
+    feature(
+        r,
+        at_least(5, 14),
+        "cgroup.kill",
+        "cages are emptied by signalling each process until none is left",
+    );
+    feature(
+        r,
+        at_least(5, 19),
+        "memory.peak",
+        "the exit event reports no memory peak",
+    );
+    let psi =
+        h.mount.join("memory.pressure").exists() || Path::new("/proc/pressure/memory").exists();
+    feature(
+        r,
+        psi,
+        "pressure stall information (PSI)",
+        "[alerts] pressure cannot be used (boot with psi=1)",
+    );
+}
+
+fn placement(r: &mut Report, h: &Hierarchy, parent: &Path, policy: &Policy, ctx: &Context) {
+    let rel = h.relative(parent);
+    let name = policy
+        .name
+        .clone()
+        .unwrap_or_else(|| "<program name>".to_owned());
+    let how = match policy.parent {
+        Parent::Auto => "parent = \"auto\"",
+        Parent::Path(_) => "the policy's parent",
+    };
+    r.ok(format!(
+        "{how} puts cages in {rel}/{name}/ ({})",
+        parent.join(&name).display()
+    ));
+    let writable = nix::unistd::access(
+        &parent.join(fs::SUBTREE_CONTROL),
+        nix::unistd::AccessFlags::W_OK,
+    )
+    .is_ok()
+        && nix::unistd::access(parent, nix::unistd::AccessFlags::W_OK).is_ok();
+    if writable {
+        r.ok(format!("{rel} is writable"));
+    } else {
+        r.problem(
+            format!("{rel} is not writable by this user"),
+            delegation_fix(ctx),
+        );
+    }
+    if parent != h.mount {
+        let busy = fs::read(parent, fs::PROCS).is_ok_and(|t| !t.trim().is_empty());
+        let enabled = fs::read(parent, fs::SUBTREE_CONTROL)
+            .map(|t| fs::words(&t))
+            .unwrap_or_default();
+        if busy && enabled.is_empty() {
+            r.problem(
+                format!("{rel} holds processes, so the kernel will not enable controllers for its children (no internal processes)"),
+                delegation_fix(ctx),
+            );
+        }
+    }
+    match cgroup::plan(h.clone(), parent.to_path_buf(), policy) {
+        Ok(p) => {
+            let names: Vec<&str> = p.controllers.iter().map(|c| c.name()).collect();
+            r.ok(format!(
+                "controllers available to cages: {}",
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(" ")
+                }
+            ));
+            for w in &p.warnings {
+                r.note(w);
+            }
+        }
+        Err(e) => {
+            let fix = if h.is_v1(match &e {
+                cgroup::CgroupError::Unavailable { controller, .. } => controller,
+                _ => "",
+            }) {
+                "boot with systemd.unified_cgroup_hierarchy=1 so that every controller moves to cgroup v2".to_owned()
+            } else {
+                delegation_fix(ctx)
+            };
+            r.problem(e.to_string(), fix);
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! `claude-cage ps [--json | --format prometheus] [--name BOT]`: one row per live cage, from the
+//! cgroup tree and the state files.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::cgroup::{Hierarchy, fs};
+use crate::registry::{self, Found};
+use crate::units::{Bytes, Elapsed};
+
+/// What `ps` shows of one cage; `--json` prints these with full values.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Row {
+    pub cage: String,
+    pub bot: String,
+    pub state: &'static str,
+    pub pid: Option<i32>,
+    pub age_seconds: Option<u64>,
+    pub memory_current: Option<u64>,
+    pub memory_max: Option<u64>,
+    pub memory_peak: Option<u64>,
+    pub pids_current: Option<u64>,
+    pub pids_max: Option<u64>,
+    /// `memory.events high`: times the cage was throttled.
+    pub throttled: u64,
+    pub oom_kills: u64,
+    pub command: Vec<String>,
+    pub cgroup: String,
+    pub supervisor_pid: Option<i32>,
+    pub policy: Option<String>,
+    /// Whether a state file describes this cage.
+    pub state_file: bool,
+}
+
+fn opt_number(dir: &std::path::Path, name: &str) -> Option<u64> {
+    fs::read_optional(dir, name)
+        .ok()
+        .flatten()
+        .and_then(|t| fs::number(&t))
+}
+
+/// Reads one cage's row.
+pub fn row(f: &Found, now_ms: u64) -> Row {
+    let mem = fs::read_optional(&f.dir, fs::MEMORY_EVENTS)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let pid = f.record.as_ref().map(|r| r.child_pid).or_else(|| {
+        fs::read(&f.dir.join("main"), fs::PROCS)
+            .ok()
+            .and_then(|t| fs::pids(&t).first().copied())
+    });
+    Row {
+        cage: f.id.clone(),
+        bot: f.bot.clone(),
+        state: f.state.as_str(),
+        pid,
+        age_seconds: f
+            .record
+            .as_ref()
+            .map(|r| now_ms.saturating_sub(r.started_ms) / 1000),
+        memory_current: opt_number(&f.dir, fs::MEMORY_CURRENT),
+        memory_max: opt_number(&f.dir, fs::MEMORY_MAX),
+        memory_peak: opt_number(&f.dir, fs::MEMORY_PEAK),
+        pids_current: opt_number(&f.dir, "pids.current"),
+        pids_max: opt_number(&f.dir, fs::PIDS_MAX),
+        throttled: fs::keyed(&mem, "high").unwrap_or(0),
+        oom_kills: fs::keyed(&mem, "oom_kill").unwrap_or(0),
+        command: f
+            .record
+            .as_ref()
+            .map(|r| r.argv.clone())
+            .unwrap_or_default(),
+        cgroup: f.dir.display().to_string(),
+        supervisor_pid: f.record.as_ref().map(|r| r.supervisor_pid),
+        policy: f.record.as_ref().map(|r| r.policy.clone()),
+        state_file: f.record.is_some(),
+    }
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Prometheus,
+}
+
+/// The `ps` command.
+pub fn ps(format: Format, name: Option<&str>) -> i32 {
+    let h = match Hierarchy::discover() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("claude-cage: {e}");
+            return crate::exit::COMMAND_FAILED;
+        }
+    };
+    let survey = registry::survey(&h);
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    let rows: Vec<Row> = survey
+        .cages
+        .iter()
+        .filter(|f| name.is_none_or(|n| f.bot == n))
+        .map(|f| row(f, now_ms))
+        .collect();
+    let text = match format {
+        Format::Json => serde_json::to_string_pretty(&rows).expect("rows serialise") + "\n",
+        Format::Table => table(&rows),
+        Format::Prometheus => prometheus(&rows),
+    };
+    print!("{text}");
+    if format == Format::Table {
+        for p in &survey.stale {
+            eprintln!(
+                "claude-cage warning: stale state file {} (its cage is gone; `claude-cage reap` removes it)",
+                p.display()
+            );
+        }
+        for (p, why) in &survey.unreadable {
+            eprintln!(
+                "claude-cage warning: unreadable state file {}: {why}",
+                p.display()
+            );
+        }
+    }
+    0
+}
+
+fn size(v: Option<u64>) -> String {
+    v.map(|b| Bytes(b).to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The human table.
+pub fn table(rows: &[Row]) -> String {
+    let mut out = String::new();
+    let header = [
+        "CAGE",
+        "BOT",
+        "PID",
+        "AGE",
+        "MEMORY",
+        "PEAK",
+        "PIDS",
+        "THROTTLED",
+        "OOM",
+        "STATE",
+        "COMMAND",
+    ];
+    let mut cells: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    for r in rows {
+        let mut command = r.command.join(" ");
+        if command.chars().count() > 40 {
+            command = command.chars().take(39).collect::<String>() + "…";
+        }
+        cells.push(vec![
+            r.cage.clone(),
+            r.bot.clone(),
+            r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            r.age_seconds
+                .map(|s| Elapsed(std::time::Duration::from_secs(s)).to_string())
+                .unwrap_or_else(|| "-".into()),
+            format!(
+                "{} / {}",
+                size(r.memory_current),
+                r.memory_max
+                    .map(|m| Bytes(m).to_string())
+                    .unwrap_or_else(|| "max".into())
+            ),
+            size(r.memory_peak),
+            format!(
+                "{} / {}",
+                r.pids_current
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                r.pids_max
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "max".into())
+            ),
+            r.throttled.to_string(),
+            r.oom_kills.to_string(),
+            r.state.to_owned(),
+            command,
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            cells
+                .iter()
+                .map(|c| c[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for c in &cells {
+        let line: Vec<String> = c
+            .iter()
+            .zip(&widths)
+            .map(|(s, w)| format!("{s:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    out
+}
+
+/// Prometheus text exposition format, for node_exporter's textfile collector.
+pub fn prometheus(rows: &[Row]) -> String {
+    let mut out = String::new();
+    let esc = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
+    type Metric = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&Row) -> Option<u64>,
+    );
+    let metrics: [Metric; 8] = [
+        (
+            "claude_cage_memory_current_bytes",
+            "gauge",
+            "Memory in use by the cage.",
+            |r| r.memory_current,
+        ),
+        (
+            "claude_cage_memory_max_bytes",
+            "gauge",
+            "The cage's memory.max (absent when unlimited).",
+            |r| r.memory_max,
+        ),
+        (
+            "claude_cage_memory_peak_bytes",
+            "gauge",
+            "The cage's memory.peak.",
+            |r| r.memory_peak,
+        ),
+        (
+            "claude_cage_pids_current",
+            "gauge",
+            "Processes and threads in the cage.",
+            |r| r.pids_current,
+        ),
+        (
+            "claude_cage_pids_max",
+            "gauge",
+            "The cage's pids.max (absent when unlimited).",
+            |r| r.pids_max,
+        ),
+        (
+            "claude_cage_memory_high_events_total",
+            "counter",
+            "Times the cage was throttled above memory.high.",
+            |r| Some(r.throttled),
+        ),
+        (
+            "claude_cage_oom_kills_total",
+            "counter",
+            "Processes in the cage killed by the OOM killer.",
+            |r| Some(r.oom_kills),
+        ),
+        (
+            "claude_cage_age_seconds",
+            "gauge",
+            "Seconds since the cage's child started.",
+            |r| r.age_seconds,
+        ),
+    ];
+    for (name, kind, help, get) in metrics {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for r in rows {
+            if let Some(v) = get(r) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{cage=\"{}\",bot=\"{}\",state=\"{}\"}} {v}",
+                    esc(&r.cage),
+                    esc(&r.bot),
+                    r.state
+                );
+            }
+        }
+    }
+    let mut bots: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for r in rows {
+        let e = bots.entry(&r.bot).or_default();
+        e.0 += 1;
+        e.1 += r.memory_current.unwrap_or(0);
+    }
+    let _ = writeln!(
+        out,
+        "# HELP claude_cage_bot_cages Live cages of the bot.\n# TYPE claude_cage_bot_cages gauge"
+    );
+    for (b, (n, _)) in &bots {
+        let _ = writeln!(out, "claude_cage_bot_cages{{bot=\"{}\"}} {n}", esc(b));
+    }
+    let _ = writeln!(
+        out,
+        "# HELP claude_cage_bot_memory_current_bytes Memory in use by all cages of the bot.\n# TYPE claude_cage_bot_memory_current_bytes gauge"
+    );
+    for (b, (_, m)) in &bots {
+        let _ = writeln!(
+            out,
+            "claude_cage_bot_memory_current_bytes{{bot=\"{}\"}} {m}",
+            esc(b)
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Row {
+        Row {
+            cage: "bot-1-1".into(),
+            bot: "bot".into(),
+            state: "running",
+            pid: Some(7),
+            age_seconds: Some(75),
+            memory_current: Some(1 << 20),
+            memory_max: Some(64 << 20),
+            memory_peak: Some(2 << 20),
+            pids_current: Some(3),
+            pids_max: None,
+            throttled: 2,
+            oom_kills: 0,
+            command: vec![
+                "claude".into(),
+                "--output-format".into(),
+                "stream-json".into(),
+            ],
+            cgroup: "/sys/fs/cgroup/bot/bot-1-1".into(),
+            supervisor_pid: Some(6),
+            policy: None,
+            state_file: true,
+        }
+    }
+
+    #[test]
+    fn table_has_a_header_and_a_row() {
+        let t = table(&[sample()]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("CAGE"));
+        assert!(
+            lines[1].contains("1.0 MiB / 64.0 MiB")
+                && lines[1].contains("3 / max")
+                && lines[1].contains("1m15s"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn prometheus_lines() {
+        let p = prometheus(&[sample()]);
+        assert!(p.contains("claude_cage_memory_current_bytes{cage=\"bot-1-1\",bot=\"bot\",state=\"running\"} 1048576"), "{p}");
+        assert!(
+            !p.contains("claude_cage_pids_max{"),
+            "unlimited is absent: {p}"
+        );
+        assert!(p.contains("claude_cage_bot_cages{bot=\"bot\"} 1"));
+        for l in p.lines().filter(|l| !l.starts_with('#')) {
+            assert_eq!(l.split(' ').count(), 2, "{l}");
+        }
+    }
+}

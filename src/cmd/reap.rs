@@ -1,0 +1,92 @@
+//! `claude-cage reap [--dry-run]`: kill and remove orphaned cages (their supervisor is dead),
+//! remove stale state files, and print one line per action. `run` calls [`reap_bot`] for its own
+//! bot before it starts a new cage, so a crash never leaves garbage for long.
+
+use std::time::Duration;
+
+use crate::cgroup::{Cage, Hierarchy};
+use crate::registry::{self, CageState, Found};
+
+/// How long to wait for an orphaned cage to empty after its kill.
+const EMPTY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Kills and removes one orphaned cage and its state file; returns the line to print.
+pub fn reap_one(found: &Found, dry_run: bool) -> Result<String, String> {
+    let cage = Cage::at(found.dir.clone());
+    if dry_run {
+        return Ok(format!(
+            "would reap orphaned cage {} ({} processes) in {}",
+            found.id,
+            cage.process_count(),
+            found.dir.display()
+        ));
+    }
+    let n = cage.kill_and_remove(EMPTY_TIMEOUT).map_err(|e| {
+        format!(
+            "failed to reap {}: {}",
+            found.id,
+            super::run::error_chain(&e)
+        )
+    })?;
+    if let Some(p) = &found.state_path {
+        let _ = std::fs::remove_file(p);
+    }
+    Ok(format!(
+        "reaped orphaned cage {}: killed {n} processes, removed {}",
+        found.id,
+        found.dir.display()
+    ))
+}
+
+/// Reaps the orphans of one bot; returns the lines describing what was done.
+pub fn reap_bot(bot_dir: &std::path::Path) -> Vec<String> {
+    registry::survey_bot(bot_dir)
+        .iter()
+        .filter(|f| f.state == CageState::Orphaned)
+        .map(|f| reap_one(f, false).unwrap_or_else(|e| e))
+        .collect()
+}
+
+/// The `reap` command; returns the exit status (1 if any action failed).
+pub fn reap(dry_run: bool) -> i32 {
+    let h = match Hierarchy::discover() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("claude-cage: {e}");
+            return crate::exit::COMMAND_FAILED;
+        }
+    };
+    let survey = registry::survey(&h);
+    let mut failed = false;
+    for f in survey
+        .cages
+        .iter()
+        .filter(|f| f.state == CageState::Orphaned)
+    {
+        match reap_one(f, dry_run) {
+            Ok(line) => println!("{line}"),
+            Err(line) => {
+                eprintln!("claude-cage: {line}");
+                failed = true;
+            }
+        }
+    }
+    for p in &survey.stale {
+        if dry_run {
+            println!("would remove stale state file {}", p.display());
+        } else if std::fs::remove_file(p).is_ok() {
+            println!("removed stale state file {}", p.display());
+        }
+    }
+    for (p, why) in &survey.unreadable {
+        eprintln!(
+            "claude-cage warning: unreadable state file {}: {why}",
+            p.display()
+        );
+    }
+    if failed {
+        crate::exit::COMMAND_FAILED
+    } else {
+        0
+    }
+}

@@ -1,0 +1,244 @@
+//! Finding live cages for the operator commands: cages are found in the cgroup tree (a
+//! directory `<bot>-<pid>-<n>` inside a directory `<bot>`), and joined with their state files.
+//! Whether a cage's supervisor is alive is decided by pid AND start time, because pids are
+//! reused.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use nix::unistd::Pid;
+
+use crate::cgroup::{Hierarchy, fs};
+use crate::state::{self, Record};
+
+/// What a cage is doing, as far as claude-cage can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CageState {
+    /// Its supervisor is alive and the child's cgroup holds processes.
+    Running,
+    /// Its supervisor is alive and ending it.
+    Stopping,
+    /// Its supervisor is gone: `reap` kills and removes it.
+    Orphaned,
+    /// No state file yet, and the pid in its id is a live process started before the cage: a
+    /// `run` that is still setting up. Left alone.
+    Starting,
+}
+
+impl CageState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CageState::Running => "running",
+            CageState::Stopping => "stopping",
+            CageState::Orphaned => "orphaned",
+            CageState::Starting => "starting",
+        }
+    }
+}
+
+/// One cage found in the tree.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub id: String,
+    pub bot: String,
+    pub dir: PathBuf,
+    pub record: Option<Record>,
+    pub state_path: Option<PathBuf>,
+    pub state: CageState,
+}
+
+impl Found {
+    pub fn bot_dir(&self) -> PathBuf {
+        self.dir.parent().map(Path::to_path_buf).unwrap_or_default()
+    }
+}
+
+/// Everything `ps` and `reap` need to know.
+#[derive(Debug, Default)]
+pub struct Survey {
+    pub cages: Vec<Found>,
+    /// State files whose cage no longer exists.
+    pub stale: Vec<PathBuf>,
+    /// State files that could not be read, with the reason.
+    pub unreadable: Vec<(PathBuf, String)>,
+}
+
+/// How deep to look for cages below the cgroup2 mount (a bot under a delegated service is at
+/// depth 3 or 4 on systemd hosts).
+const MAX_DEPTH: usize = 12;
+
+/// The pid in a cage id `<bot>-<pid>-<n>`, if `id` is one for `bot`.
+pub fn cage_pid(bot: &str, id: &str) -> Option<i32> {
+    let rest = id.strip_prefix(bot)?.strip_prefix('-')?;
+    let (pid, n) = rest.split_once('-')?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok().filter(|p: &i32| *p > 0)
+}
+
+/// Walks the cgroup tree for cages and joins them with the state files.
+pub fn survey(h: &Hierarchy) -> Survey {
+    let mut records: HashMap<String, (PathBuf, Record)> = HashMap::new();
+    let mut out = Survey::default();
+    for (path, r) in state::all() {
+        match r {
+            Ok(rec) => {
+                records.insert(rec.cage.clone(), (path, rec));
+            }
+            Err(e) => out.unreadable.push((path, e.to_string())),
+        }
+    }
+    let mut stack = vec![(h.mount.clone(), 0usize)];
+    while let Some((dir, depth)) = stack.pop() {
+        let parent_name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            if cage_pid(&parent_name, &name).is_some() {
+                let (state_path, record) = match records.remove(&name) {
+                    Some((p, r)) if r.cgroup == e.path() => (Some(p), Some(r)),
+                    Some((p, r)) => {
+                        // Same id elsewhere in the tree: not this cage's file.
+                        records.insert(name.clone(), (p, r));
+                        (None, None)
+                    }
+                    None => (None, None),
+                };
+                let state = classify(&parent_name, &name, &e.path(), record.as_ref());
+                out.cages.push(Found {
+                    id: name,
+                    bot: parent_name.clone(),
+                    dir: e.path(),
+                    record,
+                    state_path,
+                    state,
+                });
+            } else if depth < MAX_DEPTH {
+                stack.push((e.path(), depth + 1));
+            }
+        }
+    }
+    out.cages.sort_by(|a, b| a.id.cmp(&b.id));
+    out.stale = records.into_values().map(|(p, _)| p).collect();
+    out.stale.sort();
+    out
+}
+
+/// The cages of one bot (the children of its cgroup), with their state files: what `run` looks
+/// at, cheaply, before it starts a new cage.
+pub fn survey_bot(bot_dir: &Path) -> Vec<Found> {
+    let bot = bot_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let Ok(rd) = std::fs::read_dir(bot_dir) else {
+        return Vec::new();
+    };
+    let dirs = state::readable_dirs();
+    let mut out = Vec::new();
+    for e in rd.flatten() {
+        let id = e.file_name().to_string_lossy().into_owned();
+        if !e.file_type().is_ok_and(|t| t.is_dir()) || cage_pid(&bot, &id).is_none() {
+            continue;
+        }
+        let found = dirs.iter().map(|d| state::path_in(d, &id)).find_map(|p| {
+            state::read(&p)
+                .ok()
+                .filter(|r| r.cgroup == e.path())
+                .map(|r| (p, r))
+        });
+        let (state_path, record) = match found {
+            Some((p, r)) => (Some(p), Some(r)),
+            None => (None, None),
+        };
+        let state = classify(&bot, &id, &e.path(), record.as_ref());
+        out.push(Found {
+            id,
+            bot: bot.clone(),
+            dir: e.path(),
+            record,
+            state_path,
+            state,
+        });
+    }
+    out
+}
+
+fn classify(bot: &str, id: &str, dir: &Path, record: Option<&Record>) -> CageState {
+    match record {
+        Some(r) if state::supervisor_alive(r) => {
+            let main_busy =
+                fs::read(&dir.join("main"), fs::PROCS).is_ok_and(|t| !t.trim().is_empty());
+            if main_busy {
+                CageState::Running
+            } else {
+                CageState::Stopping
+            }
+        }
+        Some(_) => CageState::Orphaned,
+        None => {
+            let Some(pid) = cage_pid(bot, id) else {
+                return CageState::Orphaned;
+            };
+            match (started_at(Pid::from_raw(pid)), created_at(dir)) {
+                // A live process that started before the cage was made: its supervisor,
+                // still setting up. One started later only reuses the pid.
+                (Some(p), Some(c)) if p <= c + Duration::from_secs(1) => CageState::Starting,
+                _ => CageState::Orphaned,
+            }
+        }
+    }
+}
+
+/// When a process started, from its start time in ticks and the boot time.
+fn started_at(pid: Pid) -> Option<SystemTime> {
+    let ticks = state::start_time(pid)?;
+    let btime: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as u64;
+    Some(
+        SystemTime::UNIX_EPOCH
+            + Duration::from_secs(btime)
+            + Duration::from_millis(ticks * 1000 / hz.max(1)),
+    )
+}
+
+fn created_at(dir: &Path) -> Option<SystemTime> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(dir).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(m.ctime().max(0) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cage_ids() {
+        assert_eq!(cage_pid("bot", "bot-42-1"), Some(42));
+        assert_eq!(cage_pid("my-bot", "my-bot-42-12"), Some(42));
+        assert_eq!(cage_pid("bot", "bot-42"), None);
+        assert_eq!(cage_pid("bot", "bot-x-1"), None);
+        assert_eq!(cage_pid("bot", "other-42-1"), None);
+        assert_eq!(cage_pid("bot", "bot-42-1x"), None);
+        assert_eq!(cage_pid("bot", "main"), None);
+    }
+}

@@ -1,0 +1,47 @@
+# 100 MB under memory.max=50M is OOM-killed (137, reason oom-killed, one stderr line about
+# the OOM killer); a second cage of the same bot started at the same time is untouched.
+# vmtest-timeout: 90
+
+cat >"$T/policy.toml" <<'P'
+[cage]
+name = "vm-oom"
+
+[memory]
+max = "50M"
+swap-max = "0"
+oom-group = true
+P
+cage_bg big --policy "$T/policy.toml" -- alloc 100
+pb=$!
+cage_bg small --policy "$T/policy.toml" -- alloc 10 2
+ps=$!
+wait $pb
+rcb=$?
+wait $ps
+rcs=$?
+note "big: $rcb, small: $rcs"
+
+check_exit "$T/big.events" "$rcb" 137 oom-killed
+assert_eq "$(ev_field "$T/big.events" exit signal)" 9 "big: exit event signal"
+assert_ge "$(ev_field "$T/big.events" exit oom-kills)" 1 "big: exit event oom-kills"
+assert_event "$T/big.events" oom-kill
+assert_ge "$(ev_field "$T/big.events" oom-kill oom-kills)" 1 "big: oom-kill event oom-kills"
+assert_eq "$(ev_field "$T/big.events" start memory-max)" 52428800 "big: start limits memory-max"
+assert_eq "$(ev_field "$T/big.events" start swap-max)" 0 "big: start limits swap-max"
+assert_eq "$(ev_field "$T/big.events" start oom-group)" true "big: start limits oom-group"
+peak=$(ev_field "$T/big.events" exit memory-peak)
+assert_ge "$peak" $((40 * 1048576)) "big: exit event memory-peak"
+[ "$peak" -le $((50 * 1048576)) ] || fail "big: memory-peak $peak above memory.max"
+check_one_line "$T/big.err" "$T/big.events" 'oom'
+grep -q 'touched' "$T/big.out" && fail "big: alloc finished, it should have been killed"
+
+check_exit "$T/small.events" "$rcs" 0 exited
+assert_eq "$(ev_field "$T/small.events" exit oom-kills)" 0 "small: exit event oom-kills"
+assert_no_event "$T/small.events" oom-kill
+grep -q 'alloc: touched 10 MB' "$T/small.out" || fail "small: alloc did not finish"
+check_no_line "$T/small.err"
+[ "$(cage_dir "$T/big.events")" != "$(cage_dir "$T/small.events")" ] || fail "both cages got the same cgroup"
+
+check_gone "$T/big.events"
+check_gone "$T/small.events" bot
+check_no_proc alloc
