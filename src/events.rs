@@ -126,6 +126,17 @@ pub enum Event {
     PidsMax {
         count: u64,
     },
+    /// Memory use crossed `[alerts] memory-warn`.
+    MemoryWarn {
+        memory_current: u64,
+        threshold: u64,
+    },
+    /// The cage's memory pressure crossed `[alerts] pressure`.
+    Pressure {
+        trigger: String,
+        some_avg10: Option<f64>,
+        full_avg10: Option<f64>,
+    },
     Exit(ExitRecord),
 }
 
@@ -191,9 +202,8 @@ impl EventLog {
 
     /// Writes one event as one line with a single write, so concurrent writers to the same
     /// file (O_APPEND) never interleave within a line. A failing log is reported once on stderr
-    /// and never affects the cage.
-    pub fn emit(&mut self, event: &Event) {
-        let Some(sink) = &mut self.sink else { return };
+    /// and never affects the cage. Returns the line, which the alert hook receives.
+    pub fn emit(&mut self, event: &Event) -> Vec<u8> {
         let line = Line {
             ts: rfc3339(SystemTime::now()),
             cage: &self.cage,
@@ -202,16 +212,18 @@ impl EventLog {
         };
         let mut buf = serde_json::to_vec(&line).expect("events serialise");
         buf.push(b'\n');
-        let result = match sink {
-            Sink::Stderr => std::io::stderr().lock().write_all(&buf),
-            Sink::File(f) => f.write_all(&buf),
+        let result = match &mut self.sink {
+            None => Ok(()),
+            Some(Sink::Stderr) => std::io::stderr().lock().write_all(&buf),
+            Some(Sink::File(f)) => f.write_all(&buf),
         };
         if let Err(e) = result {
             if !self.failed {
                 self.failed = true;
-                eprintln!("claude-cage: warning: failed to write the events file: {e}");
+                eprintln!("claude-cage warning: failed to write the events file: {e}");
             }
         }
+        buf
     }
 }
 

@@ -2,6 +2,7 @@
 //! cgroup v2 cage with a policy's limits, supervises it in one poll loop, kills the whole cage
 //! when the program ends, and says why it ended.
 
+pub mod alerts;
 pub mod cgroup;
 pub mod cli;
 pub mod cmd;

@@ -91,7 +91,25 @@ pub struct Policy {
     pub term_grace: Duration,
     pub parent_death: ParentDeath,
     pub events_file: Option<String>,
+    pub alerts: Alerts,
 }
+
+/// The `[alerts]` section, validated.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Alerts {
+    /// Warn when the cage's memory use reaches this many bytes.
+    pub memory_warn: Option<u64>,
+    /// A PSI trigger on the cage's `memory.pressure`.
+    pub pressure: Option<units::PressureTrigger>,
+    /// A program (and its arguments) run for every alert and abnormal exit, with the event's
+    /// JSON line on stdin.
+    pub exec: Vec<String>,
+    /// How long the hook may run before it is killed.
+    pub exec_timeout: Duration,
+}
+
+/// The default `[alerts] exec-timeout`.
+pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The default grace between a forwarded SIGTERM and the kill of the cage. It is shorter than
 /// the 5 s the Agent SDK waits before its own SIGKILL, so the cage is gone first.
@@ -147,6 +165,16 @@ struct RawPolicy {
     cpu: Option<RawCpu>,
     lifetime: Option<RawLifetime>,
     events: Option<RawEvents>,
+    alerts: Option<RawAlerts>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawAlerts {
+    memory_warn: Option<Spanned<Scalar>>,
+    pressure: Option<Spanned<String>>,
+    exec: Option<Spanned<Vec<String>>>,
+    exec_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -396,6 +424,7 @@ impl Validator<'_> {
         let cpu = raw.cpu.unwrap_or_default();
         let lifetime = raw.lifetime.unwrap_or_default();
         let events = raw.events.unwrap_or_default();
+        let raw_alerts = raw.alerts.unwrap_or_default();
         let text = |s: &str| Scalar::Text(s.to_owned());
         let owned = |s: &str| s.to_owned();
 
@@ -606,6 +635,8 @@ impl Validator<'_> {
             v => v.map(|(f, _)| f),
         };
 
+        let alerts = self.alerts(raw_alerts, memory_high, memory_max, mem_total)?;
+
         Ok(Policy {
             source: self.source.to_owned(),
             program,
@@ -626,7 +657,120 @@ impl Validator<'_> {
             term_grace,
             parent_death,
             events_file,
+            alerts,
         })
+    }
+
+    fn alerts(
+        &self,
+        raw: RawAlerts,
+        memory_high: Option<Limit>,
+        memory_max: Option<Limit>,
+        mem_total: u64,
+    ) -> Result<Alerts, PolicyError> {
+        let mut alerts = Alerts {
+            exec_timeout: DEFAULT_EXEC_TIMEOUT,
+            ..Default::default()
+        };
+        if let Some(w) = &raw.memory_warn {
+            let origin = Origin::File {
+                key: "alerts.memory-warn",
+                start: w.span().start,
+            };
+            let bytes = match w.get_ref() {
+                // A percentage is of memory.max, not of the machine.
+                Scalar::Text(t) if t.trim().ends_with('%') => {
+                    let Some(Limit::Bytes(max)) = memory_max else {
+                        return Err(self.error(
+                            &origin,
+                            "a percentage is of memory.max, which this policy does not set",
+                        ));
+                    };
+                    match units::parse_size(t).map_err(|e| self.error(&origin, e.0))? {
+                        units::Size::Percent(p) => (max as f64 * p / 100.0) as u64,
+                        _ => unreachable!("a size ending in % is a percentage"),
+                    }
+                }
+                other => {
+                    match self.size(Some((other.clone(), clone_origin(&origin))), mem_total)? {
+                        Some(Limit::Bytes(b)) => b,
+                        _ => {
+                            return Err(self.error(
+                                &origin,
+                                "must be a size or a percentage of memory.max, not \"max\"",
+                            ));
+                        }
+                    }
+                }
+            };
+            // The check is event-driven: the kernel notifies when usage crosses memory.high,
+            // and only from then on is usage compared with the threshold (see alerts.rs).
+            match memory_high {
+                Some(Limit::Bytes(h)) if h <= bytes => {}
+                _ => {
+                    return Err(self.error(
+                        &origin,
+                        format!(
+                            "{} needs memory.high at or below it: the kernel's notice that usage crossed memory.high is what starts the check",
+                            units::Bytes(bytes)
+                        ),
+                    ));
+                }
+            }
+            if let Some(Limit::Bytes(m)) = memory_max {
+                if bytes >= m {
+                    return Err(self.error(
+                        &origin,
+                        format!(
+                            "{} is not below memory.max ({})",
+                            units::Bytes(bytes),
+                            units::Bytes(m)
+                        ),
+                    ));
+                }
+            }
+            alerts.memory_warn = Some(bytes);
+        }
+        if let Some(p) = &raw.pressure {
+            let origin = Origin::File {
+                key: "alerts.pressure",
+                start: p.span().start,
+            };
+            alerts.pressure =
+                Some(units::parse_pressure(p.get_ref()).map_err(|e| self.error(&origin, e.0))?);
+        }
+        if let Some(e) = &raw.exec {
+            let origin = Origin::File {
+                key: "alerts.exec",
+                start: e.span().start,
+            };
+            let argv = e.get_ref().clone();
+            match argv.first() {
+                None => {
+                    return Err(self.error(
+                        &origin,
+                        "must name a program, e.g. [\"/usr/local/bin/page-ops\"]",
+                    ));
+                }
+                Some(p) if !p.starts_with('/') => {
+                    return Err(self.error(&origin, format!("{p:?} must be an absolute path")));
+                }
+                Some(_) => {}
+            }
+            alerts.exec = argv;
+        }
+        if let Some(t) = &raw.exec_timeout {
+            let origin = Origin::File {
+                key: "alerts.exec-timeout",
+                start: t.span().start,
+            };
+            let d = units::parse_duration(t.get_ref()).map_err(|e| self.error(&origin, e.0))?;
+            if d.is_zero() {
+                return Err(self.error(&origin, "must be longer than 0s"));
+            }
+            alerts.exec_timeout = d;
+        }
+        Ok(alerts)
     }
 }
 
@@ -832,6 +976,20 @@ mod tests {
     }
 
     #[test]
+    fn alerts_section() {
+        let p = parse_ok(
+            "[memory]\nhigh = \"700M\"\nmax = \"1000M\"\n[alerts]\nmemory-warn = \"80%\"\npressure = \"some 10% 2s\"\nexec = [\"/bin/page\", \"-x\"]\n",
+        );
+        assert_eq!(p.alerts.memory_warn, Some(800 << 20));
+        assert_eq!(
+            p.alerts.pressure.unwrap().to_cgroup_value(),
+            "some 200000 2000000"
+        );
+        assert_eq!(p.alerts.exec, vec!["/bin/page", "-x"]);
+        assert_eq!(p.alerts.exec_timeout, DEFAULT_EXEC_TIMEOUT);
+    }
+
+    #[test]
     fn parents() {
         assert_eq!(
             parse_ok("[cage]\nparent = \"/bots//a/\"").parent,
@@ -901,6 +1059,30 @@ mod tests {
             ("[events]\nfile = \"\"", "must not be empty", Some(2)),
             ("program = \"\"", "must not be empty", Some(1)),
             ("[memory\nmax = 1", "", Some(1)),
+            ("[alerts]\nmemory-warn = \"80%\"", "does not set", Some(2)),
+            (
+                "[memory]\nmax = \"1G\"\n[alerts]\nmemory-warn = \"80%\"",
+                "needs memory.high",
+                Some(4),
+            ),
+            (
+                "[memory]\nhigh = \"900M\"\nmax = \"1G\"\n[alerts]\nmemory-warn = \"80%\"",
+                "needs memory.high",
+                Some(5),
+            ),
+            (
+                "[memory]\nhigh = \"500M\"\nmax = \"1G\"\n[alerts]\nmemory-warn = \"2G\"",
+                "not below memory.max",
+                Some(5),
+            ),
+            (
+                "[alerts]\npressure = \"some 10%\"",
+                "bad pressure trigger",
+                Some(2),
+            ),
+            ("[alerts]\nexec = []", "must name a program", Some(2)),
+            ("[alerts]\nexec = [\"page-ops\"]", "absolute path", Some(2)),
+            ("[alerts]\nexec-timeout = \"0s\"", "longer than 0s", Some(2)),
             ("program = \"a\"\nprogram = \"b\"", "duplicate", Some(2)),
         ];
         assert!(cases.len() >= 30);

@@ -3,8 +3,8 @@
 
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
-use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -122,16 +122,63 @@ pub struct Child {
     pub pidfd: std::os::fd::OwnedFd,
 }
 
-/// Starts `path` with `argv` and `env` inside the cgroup `main`, with the signal mask
-/// `original_mask`. Returns once the child has exec'd, or with the exec error after the failed
-/// child was reaped.
+/// A child inside its cage that waits for [`Pending::release`] before it execs the program.
+pub struct Pending {
+    pub pid: Pid,
+    pidfd: OwnedFd,
+    go: OwnedFd,
+    error: OwnedFd,
+    path: PathBuf,
+}
+
+impl Pending {
+    /// Lets the child exec. Returns once it has, or with the exec error after the failed child
+    /// was reaped.
+    pub fn release(self) -> Result<Child, SpawnError> {
+        let Pending {
+            pid,
+            pidfd,
+            go,
+            error,
+            path,
+        } = self;
+        // If this write fails the child sees EOF and exits 125; the error pipe then tells.
+        let _ = File::from(go).write_all(b"1");
+        // EOF means exec succeeded (the pipe was closed on exec); four bytes are the child's
+        // errno.
+        let mut buf = [0u8; 4];
+        let mut read = 0;
+        let mut f = File::from(error);
+        while read < 4 {
+            match f.read(&mut buf[read..]) {
+                Ok(0) => break,
+                Ok(n) => read += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        if read == 0 {
+            return Ok(Child { pid, pidfd });
+        }
+        let _ = waitpid(pid, None);
+        let errno = i32::from_ne_bytes(buf);
+        Err(SpawnError::Exec {
+            path,
+            source: io::Error::from_raw_os_error(errno),
+        })
+    }
+}
+
+/// Starts a child for `path` with `argv` and `env` inside the cgroup `main` (race-free: it is
+/// there from its first instruction). The child waits for [`Pending::release`] before it
+/// restores `original_mask` and execs.
 pub fn spawn(
     main: &Path,
     path: &Path,
     argv: &[OsString],
     env: Vec<(OsString, OsString)>,
     original_mask: SigSet,
-) -> Result<Child, SpawnError> {
+) -> Result<Pending, SpawnError> {
     let cstr = |s: &OsStr| CString::new(s.as_bytes()).map_err(|_| SpawnError::Nul);
     let c_path = cstr(path.as_os_str())?;
     let c_argv = argv
@@ -148,15 +195,14 @@ pub fn spawn(
         })
         .collect::<Result<Vec<_>, _>>()?;
 
-    let open_err = |source| SpawnError::OpenCgroup {
-        path: main.to_path_buf(),
-        source,
-    };
     let cgroup_dir = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
         .open(main)
-        .map_err(open_err)?;
+        .map_err(|source| SpawnError::OpenCgroup {
+            path: main.to_path_buf(),
+            source,
+        })?;
     let procs = std::fs::OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_CLOEXEC)
@@ -165,8 +211,9 @@ pub fn spawn(
             path: main.join(PROCS),
             source,
         })?;
-    let (err_r, err_w) =
-        pipe2(OFlag::O_CLOEXEC).map_err(|e| SpawnError::Clone { source: e.into() })?;
+    let pipe = || pipe2(OFlag::O_CLOEXEC).map_err(|e| SpawnError::Clone { source: e.into() });
+    let (err_r, err_w) = pipe()?;
+    let (go_r, go_w) = pipe()?;
 
     let spec = ExecSpec::new(
         c_path,
@@ -176,34 +223,16 @@ pub fn spawn(
         nix::unistd::getpid(),
         Some(procs.as_raw_fd()),
         err_w.as_raw_fd(),
+        go_r.as_raw_fd(),
     );
     let Started { pid, pidfd } = sys::spawn_into(cgroup_dir.as_fd(), &spec)
         .map_err(|source| SpawnError::Clone { source })?;
-    drop(err_w);
-    drop(procs);
-    drop(cgroup_dir);
-
-    // EOF means exec succeeded (the pipe was closed on exec); four bytes are the child's errno.
-    let mut buf = [0u8; 4];
-    let mut read = 0;
-    let mut f = File::from(err_r);
-    while read < 4 {
-        match f.read(&mut buf[read..]) {
-            Ok(0) => break,
-            Ok(n) => read += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    if read == 0 {
-        return Ok(Child { pid, pidfd });
-    }
-    let _ = waitpid(pid, None);
-    let errno = i32::from_ne_bytes(buf);
-    let source = io::Error::from_raw_os_error(errno);
-    Err(SpawnError::Exec {
+    Ok(Pending {
+        pid,
+        pidfd,
+        go: go_w,
+        error: err_r,
         path: path.to_path_buf(),
-        source,
     })
 }
 

@@ -14,6 +14,7 @@ use nix::sys::stat::{SFlag, fstat};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+use crate::alerts::Alerts;
 use crate::cgroup::{Cage, Counters, fs};
 use crate::events::{Event, EventLog};
 use crate::spawn::Child;
@@ -100,10 +101,11 @@ pub fn supervise(
     signals: &SignalFd,
     lifetime: Lifetime,
     mut starter: Option<Starter>,
+    alerts: &mut Alerts,
     log: &mut EventLog,
 ) -> std::io::Result<Outcome> {
     let start = Instant::now();
-    let watch = watch_counters(cage);
+    let mut watch = watch_counters(cage);
     let runtime_deadline = lifetime.max_runtime.map(|d| start + d);
     let mut eof_deadline: Option<Instant> = None;
     let mut term_deadline: Option<Instant> = None;
@@ -111,13 +113,14 @@ pub fn supervise(
     let mut cause = None;
     let mut killed_at_count: Option<usize> = None;
     let mut status = None;
-    let mut watch = watch;
 
     loop {
-        reap(child.pid, &mut status);
+        reap(child.pid, &mut status, |pid, st| {
+            alerts.reaped(pid, st);
+        });
         if let Some(end) = status {
             if let Some(w) = &mut watch {
-                report_counters(cage, w, log);
+                report_counters(cage, w, alerts, log);
             }
             let leftover = killed_at_count.unwrap_or_else(|| cage.process_count());
             return Ok(Outcome {
@@ -129,7 +132,7 @@ pub fn supervise(
         }
 
         let now = Instant::now();
-        let deadline = if killed_at_count.is_some() {
+        let lifetime_deadline = if killed_at_count.is_some() {
             None
         } else {
             [runtime_deadline, eof_deadline, term_deadline]
@@ -137,7 +140,7 @@ pub fn supervise(
                 .flatten()
                 .min()
         };
-        let timeout = match deadline {
+        let timeout = match lifetime_deadline.into_iter().chain(alerts.deadline()).min() {
             None => PollTimeout::NONE,
             Some(d) => {
                 let ms = d.saturating_duration_since(now).as_millis();
@@ -152,14 +155,18 @@ pub fn supervise(
             PollFd::new(signals.as_fd(), PollFlags::POLLIN),
             PollFd::new(child.pidfd.as_fd(), PollFlags::POLLIN),
         ];
-        let ino_idx = watch.as_ref().map(|w| {
-            fds.push(PollFd::new(w.ino.as_fd(), PollFlags::POLLIN));
+        let mut push = |fd, flags| {
+            fds.push(PollFd::new(fd, flags));
             fds.len() - 1
-        });
-        let starter_idx = starter.as_ref().map(|s| {
-            fds.push(PollFd::new(s.pidfd.as_fd(), PollFlags::POLLIN));
-            fds.len() - 1
-        });
+        };
+        let ino_idx = watch
+            .as_ref()
+            .map(|w| push(w.ino.as_fd(), PollFlags::POLLIN));
+        let starter_idx = starter
+            .as_ref()
+            .map(|s| push(s.pidfd.as_fd(), PollFlags::POLLIN));
+        // A PSI trigger reports with POLLPRI (Documentation/accounting/psi.rst).
+        let psi_idx = alerts.psi_fd().map(|fd| push(fd, PollFlags::POLLPRI));
         // poll(2) reports POLLHUP on a pipe whose writers are all gone even with no events
         // requested, so stdin is watched for EOF without reading a byte of it. A socket reports
         // POLLRDHUP once the peer shut down its writing side.
@@ -169,8 +176,7 @@ pub fn supervise(
             } else {
                 PollFlags::empty()
             };
-            fds.push(PollFd::new(stdin_fd, flags));
-            fds.len() - 1
+            push(stdin_fd, flags)
         });
 
         match poll(&mut fds, timeout) {
@@ -178,16 +184,15 @@ pub fn supervise(
             Err(nix::Error::EINTR) => continue,
             Err(e) => return Err(e.into()),
         }
-        let ready = |i: usize| fds[i].revents().is_some_and(|r| !r.is_empty());
-        let sig_ready = ready(0);
-        let ino_ready = ino_idx.is_some_and(ready);
-        let starter_ready = starter_idx.is_some_and(ready);
+        let revents = |i: usize| fds[i].revents().unwrap_or(PollFlags::empty());
+        let sig_ready = !revents(0).is_empty();
+        let ino_ready = ino_idx.is_some_and(|i| !revents(i).is_empty());
+        let starter_ready = starter_idx.is_some_and(|i| !revents(i).is_empty());
+        let psi_revents = psi_idx.map(revents).unwrap_or(PollFlags::empty());
         let stdin_closed = stdin_idx.is_some_and(|i| {
-            fds[i].revents().is_some_and(|r| {
-                r.intersects(
-                    PollFlags::POLLHUP | POLLRDHUP | PollFlags::POLLERR | PollFlags::POLLNVAL,
-                )
-            })
+            revents(i).intersects(
+                PollFlags::POLLHUP | POLLRDHUP | PollFlags::POLLERR | PollFlags::POLLNVAL,
+            )
         });
         drop(fds);
         let now = Instant::now();
@@ -216,9 +221,15 @@ pub fn supervise(
         if ino_ready {
             if let Some(w) = &mut watch {
                 let _ = w.ino.read_events();
-                report_counters(cage, w, log);
+                let before = w.seen.high;
+                report_counters(cage, w, alerts, log);
+                alerts.on_memory_events(w.seen.high > before, now);
             }
         }
+        if !psi_revents.is_empty() {
+            alerts.on_psi(psi_revents, cage, log);
+        }
+        alerts.on_time(now, cage, log);
         if starter_ready {
             starter = None;
             cause.get_or_insert(Cause::ParentDied);
@@ -279,8 +290,8 @@ fn kill(cage: &Cage, killed_at_count: &mut Option<usize>) {
 }
 
 /// Reaps every child that has exited: the cage's child, and (as a child subreaper) orphaned
-/// descendants reparented to claude-cage.
-pub fn reap(child: Pid, status: &mut Option<ChildEnd>) {
+/// descendants reparented to claude-cage and alert hooks, which `other` is told of.
+pub fn reap(child: Pid, status: &mut Option<ChildEnd>, mut other: impl FnMut(Pid, WaitStatus)) {
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
             Ok(WaitStatus::Exited(pid, code)) if pid == child => {
@@ -290,7 +301,11 @@ pub fn reap(child: Pid, status: &mut Option<ChildEnd>) {
                 *status = Some(ChildEnd::Signaled(sig))
             }
             Ok(WaitStatus::StillAlive) | Err(_) => return,
-            Ok(_) => {}
+            Ok(st) => {
+                if let Some(pid) = st.pid() {
+                    other(pid, st);
+                }
+            }
         }
     }
 }
@@ -318,22 +333,25 @@ fn watch_counters(cage: &Cage) -> Option<Watch> {
     })
 }
 
-/// Emits an event for each counter that rose since the last look. `memory-high` is emitted when
-/// throttling begins (the first rise), not for each of the thousands of throttled allocations.
-fn report_counters(cage: &Cage, w: &mut Watch, log: &mut EventLog) {
+/// Emits an event for each counter that rose since the last look, and hands OOM kills and
+/// refused forks to the alert hook. `memory-high` is emitted when throttling begins (the first
+/// rise), not for each of the thousands of throttled allocations; `pids-max` likewise.
+fn report_counters(cage: &Cage, w: &mut Watch, alerts: &mut Alerts, log: &mut EventLog) {
     let now = cage.counters();
     if now.high > w.seen.high && w.seen.high == 0 {
         log.emit(&Event::MemoryHigh { count: now.high });
     }
     if now.oom_kill > w.seen.oom_kill {
-        log.emit(&Event::OomKill {
+        let line = log.emit(&Event::OomKill {
             oom_kills: now.oom_kill,
         });
+        alerts.fire(line, "oom-kill");
     }
     if now.pids_max > w.seen.pids_max && w.seen.pids_max == 0 {
-        log.emit(&Event::PidsMax {
+        let line = log.emit(&Event::PidsMax {
             count: now.pids_max,
         });
+        alerts.fire(line, "pids-max");
     }
     w.seen = now;
 }

@@ -53,11 +53,18 @@ pub struct ExecSpec {
     pub procs_fd: Option<RawFd>,
     /// The write end of a close-on-exec pipe: exec failures are reported on it as an errno.
     pub error_fd: RawFd,
+    /// The read end of the "go" pipe: the child waits for one byte on it before it execs, so
+    /// that claude-cage records the cage (its state file) before the program runs.
+    pub go_fd: RawFd,
 }
 
 impl ExecSpec {
     /// Builds the NULL-terminated pointer arrays execve(2) takes. The pointers stay valid while
     /// the spec lives: a `CString`'s bytes do not move when the vector holding it moves.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each argument is one distinct thing the child needs; a builder would only rename them"
+    )]
     pub fn new(
         path: CString,
         argv: Vec<CString>,
@@ -66,6 +73,7 @@ impl ExecSpec {
         parent: Pid,
         procs_fd: Option<RawFd>,
         error_fd: RawFd,
+        go_fd: RawFd,
     ) -> Self {
         let ptrs = |v: &[CString]| {
             v.iter()
@@ -85,6 +93,7 @@ impl ExecSpec {
             parent,
             procs_fd,
             error_fd,
+            go_fd,
         }
     }
 }
@@ -154,10 +163,10 @@ pub fn spawn_into(cgroup_fd: BorrowedFd<'_>, spec: &ExecSpec) -> io::Result<Star
 }
 
 /// The child's side: move into the cgroup (fallback path only), arrange to die with the
-/// parent, restore the original signal mask, exec. On failure, report errno on the pipe.
+/// parent, wait for the parent's go, restore the original signal mask, exec. On failure, report errno on the pipe.
 fn child_after_clone(spec: &ExecSpec, move_self: bool) -> ! {
-    // SAFETY: only async-signal-safe system calls (write, prctl, getppid, sigprocmask, execve,
-    // _exit; signal-safety(7)) on memory that was allocated before the clone and stays valid,
+    // SAFETY: only async-signal-safe system calls (write, read, prctl, getppid, sigprocmask,
+    // execve, _exit; signal-safety(7)) on memory that was allocated before the clone and stays valid,
     // because this process never returns to Rust code that could free it.
     unsafe {
         if move_self {
@@ -181,6 +190,19 @@ fn child_after_clone(spec: &ExecSpec, move_self: bool) -> ! {
             fail(spec.error_fd, 125);
         }
         if libc::getppid() != spec.parent.as_raw() {
+            libc::_exit(125);
+        }
+        // Wait for the parent's go. EOF without the byte means the parent gave up on this
+        // child: it must not run the program.
+        let mut go = 0u8;
+        loop {
+            let n = libc::read(spec.go_fd, (&mut go as *mut u8).cast(), 1);
+            if n == 1 {
+                break;
+            }
+            if n < 0 && *libc::__errno_location() == libc::EINTR {
+                continue;
+            }
             libc::_exit(125);
         }
         let mask: &libc::sigset_t = spec.original_mask.as_ref();

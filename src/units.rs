@@ -208,6 +208,79 @@ pub fn parse_cpu_max(text: &str) -> Result<CpuMax, UnitError> {
     Ok(CpuMax::Percent(n))
 }
 
+/// A PSI trigger (Documentation/accounting/psi.rst): "some" or "full" stall of at least
+/// `percent` of `window`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PressureTrigger {
+    pub full: bool,
+    pub percent: f64,
+    pub window: Duration,
+}
+
+impl PressureTrigger {
+    /// The text written into `memory.pressure`: "some <stall us> <window us>".
+    pub fn to_cgroup_value(self) -> String {
+        let window_us = self.window.as_micros() as u64;
+        let stall_us = (window_us as f64 * self.percent / 100.0) as u64;
+        format!(
+            "{} {stall_us} {window_us}",
+            if self.full { "full" } else { "some" }
+        )
+    }
+}
+
+impl fmt::Display for PressureTrigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}% {}",
+            if self.full { "full" } else { "some" },
+            self.percent,
+            Elapsed(self.window)
+        )
+    }
+}
+
+/// Parses "some 10% 2s" or "full 5% 1s". The kernel takes windows from 500ms to 10s; an
+/// unprivileged user only windows that are a multiple of 2s.
+pub fn parse_pressure(text: &str) -> Result<PressureTrigger, UnitError> {
+    let bad = || {
+        err(format!(
+            "bad pressure trigger {text:?}: expected \"some|full PERCENT% WINDOW\", e.g. \"some 10% 2s\""
+        ))
+    };
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    let [kind, pct, window] = parts[..] else {
+        return Err(bad());
+    };
+    let full = match kind {
+        "some" => false,
+        "full" => true,
+        _ => return Err(bad()),
+    };
+    let percent = pct
+        .strip_suffix('%')
+        .and_then(parse_decimal)
+        .ok_or_else(bad)?;
+    if !(percent > 0.0 && percent <= 100.0) {
+        return Err(err(format!(
+            "pressure {pct} must be above 0% and at most 100%"
+        )));
+    }
+    let window = parse_duration(window)?;
+    if window < Duration::from_millis(500) || window > Duration::from_secs(10) {
+        return Err(err(format!(
+            "pressure window {} must be between 500ms and 10s (the kernel's range)",
+            Elapsed(window)
+        )));
+    }
+    Ok(PressureTrigger {
+        full,
+        percent,
+        window,
+    })
+}
+
 /// Bytes for people: "512 B", "64.0 MiB", "4.0 GiB".
 pub struct Bytes(pub u64);
 
@@ -324,6 +397,28 @@ mod tests {
         assert_eq!(CpuMax::Max.to_cgroup_value(), "max 100000");
         for bad in ["0%", "150", "1.5", "-5%", "", "abc%"] {
             assert!(parse_cpu_max(bad).is_err(), "{bad:?} should fail");
+        }
+    }
+
+    #[test]
+    fn pressure_triggers() {
+        let t = parse_pressure("some 10% 2s").unwrap();
+        assert_eq!(t.to_cgroup_value(), "some 200000 2000000");
+        assert_eq!(
+            parse_pressure("full 5% 1s").unwrap().to_cgroup_value(),
+            "full 50000 1000000"
+        );
+        for bad in [
+            "",
+            "some 10%",
+            "most 10% 2s",
+            "some 10 2s",
+            "some 0% 2s",
+            "some 10% 20s",
+            "some 10% 100ms",
+            "some 10% 2s x",
+        ] {
+            assert!(parse_pressure(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -9,6 +9,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 
+use crate::alerts::Alerts;
 use crate::cgroup::{self, Cage, CgroupError, Counters, Hierarchy};
 use crate::events::{Event, EventLog, ExitRecord, Limits, Reason};
 use crate::exit;
@@ -72,14 +73,16 @@ impl RunError {
 
 /// Blocks the signals the supervisor handles, returning the mask claude-cage was started with.
 /// Called before anything is created, so a signal that arrives early waits in the signalfd.
+///
+/// SIGPIPE is blocked too (but not read): a write to a closed stderr, events pipe or alert hook
+/// then fails with EPIPE instead of killing claude-cage and orphaning the cage. The child gets
+/// the original mask back before exec, and a fork does not inherit pending signals.
 pub fn block_signals() -> SigSet {
     let mut original = SigSet::empty();
+    let mut blocked = supervise::handled_signals();
+    blocked.add(Signal::SIGPIPE);
     // sigprocmask only fails for an invalid `how`, which this is not.
-    let _ = sigprocmask(
-        SigmaskHow::SIG_BLOCK,
-        Some(&supervise::handled_signals()),
-        Some(&mut original),
-    );
+    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), Some(&mut original));
     original
 }
 
@@ -198,8 +201,8 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
         ])
         .collect();
     let started = Instant::now();
-    let child = match spawn::spawn(&cage.main, &path, &command, env, original_mask) {
-        Ok(c) => c,
+    let pending = match spawn::spawn(&cage.main, &path, &command, env, original_mask) {
+        Ok(p) => p,
         Err(e) => {
             if let Err(re) = teardown(&cage) {
                 eprintln!("claude-cage warning: {}", error_chain(&re));
@@ -207,6 +210,8 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
             return Err(e.into());
         }
     };
+    // The state file is written while the child waits for its go, so that a program never
+    // runs in a cage that `ps`, `kill` and `reap` cannot attribute.
     let argv: Vec<String> = command
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
@@ -217,7 +222,7 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
         cgroup: cage.dir.clone(),
         supervisor_pid: std::process::id() as i32,
         supervisor_start: state::start_time(Pid::this()).unwrap_or(0),
-        child_pid: child.pid.as_raw(),
+        child_pid: pending.pid.as_raw(),
         policy: policy.source.clone(),
         argv: argv.clone(),
         started_ms: SystemTime::now()
@@ -236,24 +241,48 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
             None
         }
     };
+    let child = match pending.release() {
+        Ok(c) => c,
+        Err(e) => {
+            if let Err(re) = teardown(&cage) {
+                eprintln!("claude-cage warning: {}", error_chain(&re));
+            } else if let Some(p) = &state_file {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(e.into());
+        }
+    };
     log.set_cage(&cage.id, &name);
     log.emit(&Event::Start {
         pid: child.pid.as_raw(),
         cgroup: cage.dir.display().to_string(),
         program: path.display().to_string(),
-        argv: command
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect(),
+        argv,
         limits: Limits::from(&cage.applied),
     });
 
+    let (mut alerts, alert_warnings) = Alerts::arm(
+        &policy.alerts,
+        &cage,
+        cage.applied.memory_high.and_then(Limit::bytes),
+    );
+    for w in alert_warnings {
+        eprintln!("claude-cage warning: {w}");
+    }
     let lifetime = Lifetime {
         max_runtime: policy.max_runtime,
         stdin_eof_grace: policy.stdin_eof_grace,
         term_grace: policy.term_grace,
     };
-    let outcome = match supervise::supervise(&child, &cage, &signals, lifetime, starter, &mut log) {
+    let outcome = match supervise::supervise(
+        &child,
+        &cage,
+        &signals,
+        lifetime,
+        starter,
+        &mut alerts,
+        &mut log,
+    ) {
         Ok(o) => o,
         Err(e) => {
             // The loop itself failed: end the cage rather than leave it unsupervised.
@@ -284,7 +313,9 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
     let bot_oom = cage.bot_oom();
     let cleanup = teardown_with(&cage, || {
         let mut ignored = None;
-        supervise::reap(child.pid, &mut ignored);
+        supervise::reap(child.pid, &mut ignored, |pid, st| {
+            alerts.reaped(pid, st);
+        });
     });
     let peak = cleanup.as_ref().ok().copied().flatten();
     match &cleanup {
@@ -307,7 +338,7 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
         cage: &cage,
     };
     let (reason, status) = end.conclude();
-    log.emit(&Event::Exit(ExitRecord {
+    let exit_line = log.emit(&Event::Exit(ExitRecord {
         reason,
         status,
         signal: match outcome.end {
@@ -319,15 +350,19 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
         oom_kills: counters.oom_kill,
         leftover: outcome.leftover,
     }));
-    if !(reason == Reason::Exited && status == 0) {
+    let abnormal = !(reason == Reason::Exited && status == 0);
+    if abnormal {
         eprintln!("claude-cage: {}: {}", cage.id, end.explain(reason));
     }
+    // The hook hears of an abnormal end; claude-cage waits for every hook (each bounded by
+    // its timeout) so that none is left behind.
+    alerts.finish(abnormal.then_some(exit_line));
     Ok(status)
 }
 
 /// Kills and removes a cage, reaping zombies in between; returns `memory.peak` read before the
 /// cgroup is gone.
-fn teardown_with(cage: &Cage, reap: impl Fn()) -> Result<Option<u64>, CgroupError> {
+fn teardown_with(cage: &Cage, mut reap: impl FnMut()) -> Result<Option<u64>, CgroupError> {
     if cage.populated()? {
         cage.kill()?;
     }

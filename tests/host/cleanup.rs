@@ -10,10 +10,25 @@ use std::os::unix::process::CommandExt;
 use crate::*;
 
 /// Leaves a `setsid` process (new session) and a double-forked one (reparented away) behind,
-/// writing their pids to $1, then exits.
-const ESCAPEES: &str = r#"setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $! >> "$1"
-( sleep 1000 </dev/null >/dev/null 2>&1 & echo $! >> "$1" ) 
+/// each writing its pid to $1 once it is in place, and exits when both have.
+const ESCAPEES: &str = r#": >> "$1"
+setsid sh -c 'echo $$ >> "$1"; exec sleep 1000' sh "$1" </dev/null >/dev/null 2>&1 &
+( sh -c 'echo $$ >> "$1"; exec sleep 1000' sh "$1" </dev/null >/dev/null 2>&1 & )
+while [ "$(wc -l < "$1")" -lt 2 ]; do :; done
 exit 0"#;
+
+/// The pid of the escapee that left the session (the other one stayed in the process group).
+fn setsid_pid(pids: &[i32]) -> i32 {
+    let sid = |p: i32| {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        stat.rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(3).map(str::to_owned))
+    };
+    *pids
+        .iter()
+        .find(|&&p| sid(p) == Some(p.to_string()))
+        .expect("one escapee leads its own session")
+}
 
 fn pids(path: &std::path::Path) -> Vec<i32> {
     std::fs::read_to_string(path)
@@ -49,7 +64,7 @@ fn setsid_and_double_forked_processes_survive_a_process_group_kill() {
     let escapees = pids(&pidfile);
     assert_eq!(escapees.len(), 2);
     assert!(
-        alive(escapees[0]),
+        alive(setsid_pid(&escapees)),
         "the setsid process should survive a process-group kill"
     );
     drop(ctl);

@@ -113,3 +113,27 @@ fn child_signal_death_is_128_plus_n() {
     assert!(lines[0].contains("SIGKILL"), "{lines:?}");
     assert_no_cgroup(&n);
 }
+
+#[test]
+fn a_closed_stderr_does_not_kill_claude_cage() {
+    // The bot stopped reading stderr: the reason line meets a pipe without a reader. claude-cage
+    // must still clean up and return the child's status instead of dying of SIGPIPE.
+    let n = name("epipe");
+    let t = TempDir::new(&n);
+    let (r, w) = nix::unistd::pipe().unwrap();
+    drop(r);
+    let mut c = run_cmd(
+        &n,
+        &t.path("ev"),
+        &[],
+        &["sh", "-c", "setsid sleep 1000 & exit 3"],
+    );
+    let status = c
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(w))
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(3), "{status:?}");
+    assert_eq!(exit_event(&t.path("ev"))["leftover"], 1);
+    assert_no_cgroup(&n);
+}

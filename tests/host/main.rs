@@ -2,9 +2,11 @@
 //! statuses, lifetime limits and bad input are proven here; memory and pids limits need the
 //! controllers and are proven in the VM suite (tests/vm). A missing prerequisite fails the test.
 
+mod alerts;
 mod cleanup;
 mod exit_status;
 mod lifetime;
+mod operate;
 mod policies;
 mod signals;
 

@@ -129,3 +129,72 @@ wait_match() {
 		sleep 0.05
 	done
 }
+
+# --- operator commands: ps, kill, reap, check (scenarios 100-140) ---
+STATE_DIR=/run/claude-cage
+
+# op TAG ARGS...: run `claude-cage ARGS...` in the foreground; stdout and stderr go to $T/TAG.out
+# and $T/TAG.err, the exit status to $rc.
+op() {
+	_tag=$1
+	shift
+	claude-cage "$@" >"$T/$_tag.out" 2>"$T/$_tag.err"
+	rc=$?
+	note "claude-cage $*: status $rc"
+}
+# ps_col FILE CAGE COLUMN: a cell of `ps` table output (cells are separated by 2+ spaces)
+ps_col() {
+	awk -F '  +' -v c="$2" -v n="$3" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == n) k = i; next }
+		$1 == c && k { print $k }' "$1"
+}
+# json_field FILE CAGE FIELD: a scalar FIELD of CAGE's object in `ps --json` output
+json_field() {
+	awk -v c="$2" -v f="\"$3\":" '/^  \{/ { cur = "" }
+		$1 == "\"cage\":" { v = $2; gsub(/[",]/, "", v); cur = v }
+		cur == c && $1 == f { v = $2; sub(/,$/, "", v); gsub(/"/, "", v); print v; exit }' "$1"
+}
+# alive PID: the process exists and is not a zombie
+alive() {
+	_s=$(sed -n 's/.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null)
+	[ -n "$_s" ] && [ "$_s" != Z ]
+}
+# wait_dead PID SECONDS
+wait_dead() {
+	_i=0
+	while alive "$1"; do
+		_i=$((_i + 1))
+		[ "$_i" -le $(($2 * 20)) ] || fail "process $1 ($(cat "/proc/$1/comm" 2>/dev/null)) still alive after $2 s"
+		sleep 0.05
+	done
+}
+# check_no_state CAGE...: no state file left for these cages
+check_no_state() {
+	for _c in "$@"; do
+		[ ! -e "$STATE_DIR/$_c.json" ] || fail "state file left behind: $STATE_DIR/$_c.json"
+	done
+}
+# orphan TAG RUN-ARGS...: a cage whose supervisor was SIGKILLed while a setsid'd grandchild
+# (alloc, holding 1 MB) keeps it populated; the child itself dies of its parent-death signal.
+# Sets ORPHAN_ID, ORPHAN_DIR, ORPHAN_GC (the grandchild's pid), ORPHAN_SUP (the dead supervisor).
+orphan() {
+	_tag=$1
+	shift
+	cage_bg "$_tag" "$@" -- sh -c 'setsid alloc 1 1000 >"$0" & exec sleep 1000' "$T/$_tag.gc"
+	ORPHAN_SUP=$!
+	wait_event "$T/$_tag.events" start 20
+	wait_match "$T/$_tag.gc" touched 20
+	ORPHAN_ID=$(cage_id "$T/$_tag.events")
+	ORPHAN_DIR=$(cage_dir "$T/$_tag.events")
+	[ -s "$STATE_DIR/$ORPHAN_ID.json" ] || fail "$_tag: no state file $STATE_DIR/$ORPHAN_ID.json while the cage runs"
+	kill -KILL "$ORPHAN_SUP"
+	wait "$ORPHAN_SUP"
+	_i=0
+	while [ "$(wc -l <"$ORPHAN_DIR/main/cgroup.procs")" != 1 ]; do
+		_i=$((_i + 1))
+		[ "$_i" -le 200 ] || fail "$_tag: expected only the grandchild in the cage 10 s after the supervisor's death: $(cat "$ORPHAN_DIR/main/cgroup.procs" | tr '\n' ' ')"
+		sleep 0.05
+	done
+	ORPHAN_GC=$(cat "$ORPHAN_DIR/main/cgroup.procs")
+	assert_eq "$(cat "/proc/$ORPHAN_GC/comm")" alloc "$_tag: the process left in the orphaned cage"
+	note "$_tag: orphan $ORPHAN_ID, supervisor $ORPHAN_SUP killed, grandchild $ORPHAN_GC"
+}

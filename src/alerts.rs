@@ -1,0 +1,305 @@
+//! Alerts while a cage runs: `memory-warn` (usage crossed a threshold), a PSI trigger on the
+//! cage's `memory.pressure`, and the `exec` hook that receives every alert and abnormal exit as
+//! a JSON line on stdin. Everything is event-driven: the PSI trigger is a `POLLPRI` descriptor
+//! in the supervisor's poll loop, and the warn threshold is only checked while the kernel says
+//! the cage is above `memory.high`.
+//!
+//! Why the warn threshold works this way: cgroup v2 notifies on `memory.events` when usage
+//! crosses `memory.high` (the `high` counter rises), but offers no notification at an arbitrary
+//! usage. So the policy requires `memory.high` at or below `memory-warn`; a `high` notice starts
+//! a once-a-second check of `memory.current`, and the check stops once usage falls well below
+//! `memory.high` again, where the next crossing will be notified. An idle cage costs nothing.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::cgroup::{Cage, fs};
+use crate::events::{Event, EventLog};
+use crate::policy;
+
+/// How often `memory.current` is read while the cage is above `memory.high`.
+const WARN_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// A crossing ends when usage falls below this share of the threshold (hysteresis, so usage
+/// hovering at the threshold does not page every second).
+const REARM_SHARE: f64 = 0.9;
+
+struct Warn {
+    threshold: u64,
+    high: u64,
+    warned: bool,
+    next_check: Option<Instant>,
+}
+
+struct Hook {
+    pid: Pid,
+    pidfd: Option<OwnedFd>,
+    deadline: Instant,
+    what: String,
+}
+
+/// The alert state of one cage.
+pub struct Alerts {
+    exec: Vec<String>,
+    exec_timeout: Duration,
+    trigger: Option<String>,
+    psi: Option<File>,
+    warn: Option<Warn>,
+    hooks: Vec<Hook>,
+}
+
+impl Alerts {
+    /// Arms the policy's alerts on `cage`. What cannot be armed is returned as warnings.
+    pub fn arm(
+        settings: &policy::Alerts,
+        cage: &Cage,
+        memory_high: Option<u64>,
+    ) -> (Alerts, Vec<String>) {
+        let mut warnings = Vec::new();
+        let mut psi = None;
+        if let Some(t) = settings.pressure {
+            let path = cage.dir.join("memory.pressure");
+            // A trigger lives as long as the descriptor it was written to (psi.rst).
+            let opened = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(&path)
+                .and_then(|mut f| f.write_all(t.to_cgroup_value().as_bytes()).map(|()| f));
+            match opened {
+                Ok(f) => psi = Some(f),
+                Err(e) => warnings.push(format!(
+                    "alerts.pressure is not armed: writing {:?} to {}: {e}",
+                    t.to_cgroup_value(),
+                    path.display()
+                )),
+            }
+        }
+        let warn = match (settings.memory_warn, memory_high) {
+            (Some(threshold), Some(high)) => Some(Warn {
+                threshold,
+                high,
+                warned: false,
+                next_check: None,
+            }),
+            (Some(_), None) => {
+                warnings.push(
+                    "alerts.memory-warn is not armed: memory.high could not be applied".to_owned(),
+                );
+                None
+            }
+            _ => None,
+        };
+        let alerts = Alerts {
+            exec: settings.exec.clone(),
+            exec_timeout: settings.exec_timeout,
+            trigger: settings.pressure.map(|t| t.to_string()),
+            psi,
+            warn,
+            hooks: Vec::new(),
+        };
+        (alerts, warnings)
+    }
+
+    /// The PSI trigger, polled for `POLLPRI`.
+    pub fn psi_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.psi.as_ref().map(|f| f.as_fd())
+    }
+
+    /// The next time `on_time` has work: a warn check or a hook's timeout.
+    pub fn deadline(&self) -> Option<Instant> {
+        let warn = self.warn.as_ref().and_then(|w| w.next_check);
+        self.hooks.iter().map(|h| h.deadline).chain(warn).min()
+    }
+
+    /// The cage's `memory.events` changed; `high_rose` says whether its `high` counter rose.
+    pub fn on_memory_events(&mut self, high_rose: bool, now: Instant) {
+        if let Some(w) = &mut self.warn {
+            if high_rose && w.next_check.is_none() {
+                w.next_check = Some(now);
+            }
+        }
+    }
+
+    /// The PSI trigger fired (`POLLPRI`), or failed (`POLLERR`: the cgroup is going away).
+    pub fn on_psi(&mut self, revents: PollFlags, cage: &Cage, log: &mut EventLog) {
+        if revents.contains(PollFlags::POLLERR) {
+            self.psi = None;
+            return;
+        }
+        let text = fs::read(&cage.dir, "memory.pressure").unwrap_or_default();
+        let avg10 = |kind: &str| {
+            text.lines()
+                .find(|l| l.starts_with(kind))
+                .and_then(|l| l.split_whitespace().find_map(|f| f.strip_prefix("avg10=")))
+                .and_then(|v| v.parse().ok())
+        };
+        let line = log.emit(&Event::Pressure {
+            trigger: self.trigger.clone().unwrap_or_default(),
+            some_avg10: avg10("some"),
+            full_avg10: avg10("full"),
+        });
+        self.fire(line, "pressure");
+    }
+
+    /// Runs due warn checks and ends hooks that ran out of time.
+    pub fn on_time(&mut self, now: Instant, cage: &Cage, log: &mut EventLog) {
+        let mut fired = None;
+        if let Some(w) = &mut self.warn {
+            if w.next_check.is_some_and(|t| now >= t) {
+                let current = fs::read(&cage.dir, fs::MEMORY_CURRENT)
+                    .ok()
+                    .and_then(|t| fs::number(&t))
+                    .unwrap_or(0);
+                if current >= w.threshold && !w.warned {
+                    w.warned = true;
+                    fired = Some(log.emit(&Event::MemoryWarn {
+                        memory_current: current,
+                        threshold: w.threshold,
+                    }));
+                } else if (current as f64) < w.threshold as f64 * REARM_SHARE {
+                    w.warned = false;
+                }
+                w.next_check = if (current as f64) < w.high as f64 * REARM_SHARE {
+                    None
+                } else {
+                    Some(now + WARN_CHECK_INTERVAL)
+                };
+            }
+        }
+        if let Some(line) = fired {
+            self.fire(line, "memory-warn");
+        }
+        for h in self.hooks.iter().filter(|h| now >= h.deadline) {
+            eprintln!(
+                "claude-cage warning: alert hook for {} ran longer than {:?}; killed it",
+                h.what, self.exec_timeout
+            );
+            let _ = killpg(h.pid, Signal::SIGKILL);
+        }
+        // A killed hook is reaped (and forgotten) by `reaped`; until then its deadline is past,
+        // so move it out of the way.
+        for h in self.hooks.iter_mut().filter(|h| now >= h.deadline) {
+            h.deadline = now + Duration::from_secs(3600);
+        }
+    }
+
+    /// Starts the hook with `line` on its stdin, outside the cage (in claude-cage's own cgroup)
+    /// and in its own process group. A hook that cannot start is reported, never fatal.
+    pub fn fire(&mut self, line: Vec<u8>, what: &str) {
+        let Some((program, args)) = self.exec.split_first() else {
+            return;
+        };
+        let spawned = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn();
+        match spawned {
+            Ok(mut child) => {
+                // One line is far below a pipe's capacity: this write does not block.
+                if let Some(mut stdin) = child.stdin.take() {
+                    let _ = stdin.write_all(&line);
+                }
+                let pid = Pid::from_raw(child.id() as i32);
+                self.hooks.push(Hook {
+                    pid,
+                    pidfd: crate::sys::pidfd_open(pid).ok(),
+                    deadline: Instant::now() + self.exec_timeout,
+                    what: what.to_owned(),
+                });
+            }
+            Err(e) => {
+                eprintln!("claude-cage warning: alert hook {program} for {what} did not start: {e}")
+            }
+        }
+    }
+
+    /// Takes note of a reaped process; returns true if it was a hook.
+    pub fn reaped(&mut self, pid: Pid, status: WaitStatus) -> bool {
+        let Some(i) = self.hooks.iter().position(|h| h.pid == pid) else {
+            return false;
+        };
+        let hook = self.hooks.swap_remove(i);
+        match status {
+            WaitStatus::Exited(_, 0) => {}
+            WaitStatus::Exited(_, c) => eprintln!(
+                "claude-cage warning: alert hook for {} exited with status {c}",
+                hook.what
+            ),
+            WaitStatus::Signaled(_, s, _) => eprintln!(
+                "claude-cage warning: alert hook for {} was killed by {s}",
+                hook.what
+            ),
+            _ => {}
+        }
+        true
+    }
+
+    /// At the end: fires the hook for an abnormal exit, then waits for every hook still running,
+    /// each until its own timeout, so none is left behind.
+    pub fn finish(&mut self, exit_line: Option<Vec<u8>>) {
+        if let Some(line) = exit_line {
+            self.fire(line, "exit");
+        }
+        while !self.hooks.is_empty() {
+            let now = Instant::now();
+            let next = self.hooks.iter().map(|h| h.deadline).min().unwrap_or(now);
+            let ms = next
+                .saturating_duration_since(now)
+                .as_millis()
+                .min(i32::MAX as u128) as i32
+                + 1;
+            let mut fds: Vec<PollFd> = self
+                .hooks
+                .iter()
+                .filter_map(|h| h.pidfd.as_ref())
+                .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
+                .collect();
+            // Without pidfds (kernels before 5.3) this waits for the earliest timeout alone.
+            let _ = poll(
+                &mut fds,
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+            );
+            drop(fds);
+            let hooks: Vec<Pid> = self.hooks.iter().map(|h| h.pid).collect();
+            for pid in hooks {
+                if let Ok(st) = waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                    if st != WaitStatus::StillAlive {
+                        self.reaped(pid, st);
+                    }
+                } else {
+                    // Already reaped elsewhere.
+                    self.hooks.retain(|h| h.pid != pid);
+                }
+            }
+            let now = Instant::now();
+            let late: Vec<Pid> = self
+                .hooks
+                .iter()
+                .filter(|h| now >= h.deadline)
+                .map(|h| h.pid)
+                .collect();
+            for pid in late {
+                eprintln!(
+                    "claude-cage warning: alert hook ran longer than {:?}; killed it",
+                    self.exec_timeout
+                );
+                let _ = killpg(pid, Signal::SIGKILL);
+                let _ = waitpid(pid, None);
+                self.hooks.retain(|h| h.pid != pid);
+            }
+        }
+    }
+}

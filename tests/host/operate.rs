@@ -1,0 +1,147 @@
+//! Operator commands on this host: `check` explains the hybrid set-up, `ps` lists a running
+//! cage, `kill` ends it through its supervisor, `reap` removes an orphan. (Limits shown by `ps`
+//! are proven in the VM suite.)
+
+use std::process::{Command, Stdio};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::*;
+
+fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn check_explains_the_hybrid_host() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = cli(&[
+        "check",
+        "--policy",
+        root.join("policies/example-bot.toml").to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("PROBLEM  memory and pids and cpu are bound to a cgroup v1 hierarchy"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fix: boot with systemd.unified_cgroup_hierarchy=1"),
+        "{text}"
+    );
+    // The default policy requires nothing: a run enforces all it requires, with notes.
+    let out = cli(&["check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("NOTE     memory and pids and cpu are bound to a cgroup v1 hierarchy"),
+        "{text}"
+    );
+    assert!(text.contains("OK       cgroup v2 is mounted at"), "{text}");
+    // A bad policy is a problem, named with its line.
+    let t = TempDir::new("check-bad");
+    std::fs::write(t.path("p.toml"), "[pids]\nmax = 0\n").unwrap();
+    let out = cli(&["check", "--policy", t.path("p.toml").to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("p.toml:2: pids.max"), "{text}");
+}
+
+fn start(n: &str, t: &TempDir, cmd: &str) -> std::process::Child {
+    let mut c = run_cmd(n, &t.path("ev"), &[], &["sh", "-c", cmd]);
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert_eq!(wait_ready(&mut child), "ready");
+    child
+}
+
+fn ps_json(n: &str) -> Vec<serde_json::Value> {
+    let out = cli(&["ps", "--json", "--name", n]);
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn ps_lists_a_cage_and_kill_ends_it_through_its_supervisor() {
+    let n = name("pskill");
+    let t = TempDir::new(&n);
+    let child = start(&n, &t, "echo ready; exec sleep 1000");
+    let rows = ps_json(&n);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let id = rows[0]["cage"].as_str().unwrap().to_owned();
+    assert_eq!(rows[0]["state"], "running");
+    assert_eq!(rows[0]["bot"], n.as_str());
+    assert_eq!(rows[0]["command"][0], "sh");
+    let table = String::from_utf8_lossy(&cli(&["ps", "--name", &n]).stdout).into_owned();
+    assert!(
+        table.lines().nth(1).is_some_and(|l| l.starts_with(&id)),
+        "{table}"
+    );
+
+    let out = cli(&["kill", &id]);
+    assert!(out.status.success(), "{out:?}");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(137), "{out:?}");
+    assert_eq!(exit_event(&t.path("ev"))["reason"], "killed");
+    assert!(ps_json(&n).is_empty());
+    assert_no_cgroup(&n);
+
+    let out = cli(&["kill", "no-such-cage-1-1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such cage"));
+}
+
+#[test]
+fn reap_removes_an_orphan_and_only_an_orphan() {
+    let n = name("reap");
+    let t = TempDir::new(&n);
+    // The setsid grandchild keeps the cage populated after its supervisor is SIGKILLed.
+    let script = format!(
+        "setsid sleep 1000 & echo $! > {}; echo ready; exec sleep 1000",
+        t.path("gc").display()
+    );
+    let mut child = start(&n, &t, &script);
+    let gc: i32 = std::fs::read_to_string(t.path("gc"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(ps_json(&n)[0]["state"], "running");
+    // A running cage is never reaped.
+    let dry = cli(&["reap", "--dry-run"]);
+    assert!(
+        !String::from_utf8_lossy(&dry.stdout).contains(&n),
+        "{dry:?}"
+    );
+
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    let rows = ps_json(&n);
+    assert_eq!(rows[0]["state"], "orphaned", "{rows:?}");
+    assert!(
+        alive(gc),
+        "negative control: without reap the orphan's grandchild lives on"
+    );
+
+    let out = cli(&["reap"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("reaped orphaned cage") && l.contains(&n)),
+        "{text}"
+    );
+    assert!(!alive(gc));
+    assert!(ps_json(&n).is_empty());
+    assert_no_cgroup(&n);
+}

@@ -1,0 +1,46 @@
+# Alerts: an allocation that crosses memory.high and then the memory-warn threshold, under a
+# PSI trigger, delivers a memory-warn and a pressure event to the exec hook, which records the
+# JSON lines it receives on stdin. Then an abnormal exit reaches the hook too.
+# vmtest-timeout: 240
+
+cat >"$T/hook" <<H
+#!/bin/sh
+cat >> "$T/hook.log"
+echo >> "$T/hook.log"
+H
+chmod +x "$T/hook"
+
+cat >"$T/policy.toml" <<P
+[cage]
+name = "vm-alerts"
+
+[memory]
+high = "32M"
+max = "96M"
+
+[alerts]
+memory-warn = "34M"
+pressure = "some 1% 1s"
+exec = ["$T/hook"]
+exec-timeout = "5s"
+P
+cage alerts --policy "$T/policy.toml" -- alloc 40
+check_exit "$T/alerts.events" "$rc" 0 exited
+assert_event "$T/alerts.events" memory-high
+assert_event "$T/alerts.events" memory-warn
+assert_eq "$(ev_field "$T/alerts.events" memory-warn threshold)" 35651584 "memory-warn threshold"
+assert_ge "$(ev_field "$T/alerts.events" memory-warn memory-current)" 35651584 "memory-warn memory-current"
+assert_event "$T/alerts.events" pressure
+assert_eq "$(ev_field "$T/alerts.events" pressure trigger)" "some 1% 1.0s" "pressure trigger"
+# Once per crossing: the allocation crosses the threshold once.
+assert_eq "$(ev_count "$T/alerts.events" memory-warn)" 1 "memory-warn events"
+grep -q '"event":"memory-warn"' "$T/hook.log" || fail "the hook did not receive the memory-warn event: $(cat "$T/hook.log" 2>/dev/null)"
+grep -q '"event":"pressure"' "$T/hook.log" || fail "the hook did not receive the pressure event"
+check_gone "$T/alerts.events" bot
+
+# An abnormal exit reaches the hook; a clean one (above) did not.
+grep -q '"event":"exit"' "$T/hook.log" && fail "a clean exit was sent to the hook"
+cage bad --policy "$T/policy.toml" -- sh -c 'exit 3'
+check_exit "$T/bad.events" "$rc" 3 exited
+grep -q '"event":"exit".*"status":3' "$T/hook.log" || fail "the hook did not receive the abnormal exit: $(tail -n 2 "$T/hook.log")"
+check_gone "$T/bad.events" bot
