@@ -180,9 +180,10 @@ impl Alerts {
             self.fire(line, "memory-warn");
         }
         for h in self.hooks.iter().filter(|h| now >= h.deadline) {
-            eprintln!(
+            crate::say!(
                 "claude-cage warning: alert hook for {} ran longer than {:?}; killed it",
-                h.what, self.exec_timeout
+                h.what,
+                self.exec_timeout
             );
             let _ = killpg(h.pid, Signal::SIGKILL);
         }
@@ -221,7 +222,9 @@ impl Alerts {
                 });
             }
             Err(e) => {
-                eprintln!("claude-cage warning: alert hook {program} for {what} did not start: {e}")
+                crate::say!(
+                    "claude-cage warning: alert hook {program} for {what} did not start: {e}"
+                )
             }
         }
     }
@@ -234,11 +237,11 @@ impl Alerts {
         let hook = self.hooks.swap_remove(i);
         match status {
             WaitStatus::Exited(_, 0) => {}
-            WaitStatus::Exited(_, c) => eprintln!(
+            WaitStatus::Exited(_, c) => crate::say!(
                 "claude-cage warning: alert hook for {} exited with status {c}",
                 hook.what
             ),
-            WaitStatus::Signaled(_, s, _) => eprintln!(
+            WaitStatus::Signaled(_, s, _) => crate::say!(
                 "claude-cage warning: alert hook for {} was killed by {s}",
                 hook.what
             ),
@@ -292,7 +295,7 @@ impl Alerts {
                 .map(|h| h.pid)
                 .collect();
             for pid in late {
-                eprintln!(
+                crate::say!(
                     "claude-cage warning: alert hook ran longer than {:?}; killed it",
                     self.exec_timeout
                 );

@@ -83,7 +83,7 @@ fn real_main() -> i32 {
             let signal = match a.signal.as_deref().map(kill::parse_signal).transpose() {
                 Ok(s) => s,
                 Err(e) => {
-                    eprintln!("claude-cage: {e}");
+                    claude_cage::say!("claude-cage: {e}");
                     return exit::FAILURE;
                 }
             };
@@ -104,7 +104,7 @@ fn real_main() -> i32 {
                 0
             }
             Err(e) => {
-                eprintln!("claude-cage: {}", run::error_chain(&e));
+                claude_cage::say!("claude-cage: {}", run::error_chain(&e));
                 exit::COMMAND_FAILED
             }
         },

@@ -285,7 +285,7 @@ fn kill(cage: &Cage, killed_at_count: &mut Option<usize>) {
     // The child itself is not a leftover.
     *killed_at_count = Some(cage.process_count().saturating_sub(1));
     if let Err(e) = cage.kill() {
-        eprintln!("claude-cage: warning: {e}");
+        crate::say!("claude-cage: warning: {e}");
     }
 }
 

@@ -45,7 +45,7 @@ pub fn kill_cmd(target: Target, signal: Option<Signal>) -> i32 {
     let h = match Hierarchy::discover() {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("claude-cage: {e}");
+            crate::say!("claude-cage: {e}");
             return crate::exit::COMMAND_FAILED;
         }
     };
@@ -56,7 +56,7 @@ pub fn kill_cmd(target: Target, signal: Option<Signal>) -> i32 {
         Target::Bot(b) => {
             let v: Vec<&Found> = survey.cages.iter().filter(|f| &f.bot == b).collect();
             if v.is_empty() {
-                eprintln!("claude-cage: no live cage of bot {b:?}");
+                crate::say!("claude-cage: no live cage of bot {b:?}");
                 return crate::exit::COMMAND_FAILED;
             }
             v
@@ -67,7 +67,7 @@ pub fn kill_cmd(target: Target, signal: Option<Signal>) -> i32 {
                 match survey.cages.iter().find(|f| &f.id == id) {
                     Some(f) => v.push(f),
                     None => {
-                        eprintln!("claude-cage: no such cage: {id} (see `claude-cage ps`)");
+                        crate::say!("claude-cage: no such cage: {id} (see `claude-cage ps`)");
                         status = crate::exit::COMMAND_FAILED;
                     }
                 }
@@ -83,7 +83,7 @@ pub fn kill_cmd(target: Target, signal: Option<Signal>) -> i32 {
         match result {
             Ok(line) => println!("{line}"),
             Err(e) => {
-                eprintln!("claude-cage: {e}");
+                crate::say!("claude-cage: {e}");
                 status = crate::exit::COMMAND_FAILED;
             }
         }

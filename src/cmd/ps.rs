@@ -95,7 +95,7 @@ pub fn ps(format: Format, name: Option<&str>) -> i32 {
     let h = match Hierarchy::discover() {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("claude-cage: {e}");
+            crate::say!("claude-cage: {e}");
             return crate::exit::COMMAND_FAILED;
         }
     };
@@ -118,13 +118,13 @@ pub fn ps(format: Format, name: Option<&str>) -> i32 {
     print!("{text}");
     if format == Format::Table {
         for p in &survey.stale {
-            eprintln!(
+            crate::say!(
                 "claude-cage warning: stale state file {} (its cage is gone; `claude-cage reap` removes it)",
                 p.display()
             );
         }
         for (p, why) in &survey.unreadable {
-            eprintln!(
+            crate::say!(
                 "claude-cage warning: unreadable state file {}: {why}",
                 p.display()
             );

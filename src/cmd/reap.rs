@@ -52,7 +52,7 @@ pub fn reap(dry_run: bool) -> i32 {
     let h = match Hierarchy::discover() {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("claude-cage: {e}");
+            crate::say!("claude-cage: {e}");
             return crate::exit::COMMAND_FAILED;
         }
     };
@@ -66,7 +66,7 @@ pub fn reap(dry_run: bool) -> i32 {
         match reap_one(f, dry_run) {
             Ok(line) => println!("{line}"),
             Err(line) => {
-                eprintln!("claude-cage: {line}");
+                crate::say!("claude-cage: {line}");
                 failed = true;
             }
         }
@@ -79,7 +79,7 @@ pub fn reap(dry_run: bool) -> i32 {
         }
     }
     for (p, why) in &survey.unreadable {
-        eprintln!(
+        crate::say!(
             "claude-cage warning: unreadable state file {}: {why}",
             p.display()
         );

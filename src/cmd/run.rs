@@ -91,7 +91,7 @@ pub fn run(inv: Invocation, original_mask: SigSet) -> i32 {
     match prepare_and_run(inv, original_mask) {
         Ok(status) => status,
         Err(e) => {
-            eprintln!("claude-cage: {}", error_chain(&e));
+            crate::say!("claude-cage: {}", error_chain(&e));
             e.exit_status()
         }
     }
@@ -163,7 +163,7 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
             source,
         })?;
     for w in &placement.warnings {
-        eprintln!("claude-cage warning: {w}");
+        crate::say!("claude-cage warning: {w}");
     }
 
     let starter = watch_starter(inv.starter, policy.parent_death)?;
@@ -179,7 +179,7 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
     // Orphans of this bot (a supervisor that was SIGKILLed) are reaped before a new cage
     // starts: one directory read when there are none.
     for line in crate::cmd::reap::reap_bot(&placement.parent.join(&name)) {
-        eprintln!("claude-cage note: {line}");
+        crate::say!("claude-cage note: {line}");
     }
 
     // Commit: from here on, no path may leave the cage behind.
@@ -188,7 +188,7 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
         && cage.applied.oom_group.is_some()
         && cage.applied.swap_max.is_none()
     {
-        eprintln!(
+        crate::say!(
             "claude-cage warning: memory.swap-max is not applied: this kernel has no swap accounting"
         );
     }
@@ -205,7 +205,7 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
         Ok(p) => p,
         Err(e) => {
             if let Err(re) = teardown(&cage) {
-                eprintln!("claude-cage warning: {}", error_chain(&re));
+                crate::say!("claude-cage warning: {}", error_chain(&re));
             }
             return Err(e.into());
         }
@@ -234,7 +234,7 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
     let state_file = match state::write(&state::own_dir(), &record) {
         Ok(p) => Some(p),
         Err(e) => {
-            eprintln!(
+            crate::say!(
                 "claude-cage warning: failed to write the state file in {}: {e}; `ps` will show the cage without its command",
                 state::own_dir().display()
             );
@@ -245,7 +245,7 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
         Ok(c) => c,
         Err(e) => {
             if let Err(re) = teardown(&cage) {
-                eprintln!("claude-cage warning: {}", error_chain(&re));
+                crate::say!("claude-cage warning: {}", error_chain(&re));
             } else if let Some(p) = &state_file {
                 let _ = std::fs::remove_file(p);
             }
@@ -267,7 +267,7 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
         cage.applied.memory_high.and_then(Limit::bytes),
     );
     for w in alert_warnings {
-        eprintln!("claude-cage warning: {w}");
+        crate::say!("claude-cage warning: {w}");
     }
     let lifetime = Lifetime {
         max_runtime: policy.max_runtime,
@@ -286,7 +286,7 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
         Ok(o) => o,
         Err(e) => {
             // The loop itself failed: end the cage rather than leave it unsupervised.
-            eprintln!("claude-cage warning: supervision failed: {e}; killing the cage");
+            crate::say!("claude-cage warning: supervision failed: {e}; killing the cage");
             let _ = cage.kill();
             let mut status = None;
             while status.is_none() {
@@ -320,7 +320,7 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
     let peak = cleanup.as_ref().ok().copied().flatten();
     match &cleanup {
         // The state file stays while the cage does, so that `reap` finds it.
-        Err(e) => eprintln!("claude-cage warning: {}", error_chain(e)),
+        Err(e) => crate::say!("claude-cage warning: {}", error_chain(e)),
         Ok(_) => {
             if let Some(p) = &state_file {
                 let _ = std::fs::remove_file(p);
@@ -352,7 +352,7 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
     }));
     let abnormal = !(reason == Reason::Exited && status == 0);
     if abnormal {
-        eprintln!("claude-cage: {}: {}", cage.id, end.explain(reason));
+        crate::say!("claude-cage: {}: {}", cage.id, end.explain(reason));
     }
     // The hook hears of an abnormal end; claude-cage waits for every hook (each bounded by
     // its timeout) so that none is left behind.
@@ -397,7 +397,9 @@ fn watch_starter(pid: Pid, mode: ParentDeath) -> Result<Option<Starter>, RunErro
         Ok(pidfd) => Ok(Some(Starter { pid, pidfd })),
         // Kernels before 5.3 have no pidfd_open: parent-death cannot be watched there.
         Err(e) => {
-            eprintln!("claude-cage warning: parent-death is not enforced: pidfd_open failed: {e}");
+            crate::say!(
+                "claude-cage warning: parent-death is not enforced: pidfd_open failed: {e}"
+            );
             Ok(None)
         }
     }
