@@ -44,6 +44,42 @@ pub enum Command {
     /// Exit status 0 when a run with the policy would enforce everything it requires, 1
     /// otherwise.
     Check(CheckArgs),
+    /// Move this process into a child cgroup of its own cgroup, then run COMMAND.
+    ///
+    /// For a systemd service with `Delegate=` on systemd before 254 (no `DelegateSubgroup=`):
+    /// `ExecStart=/usr/bin/claude-cage subgroup -- /usr/bin/my-bot` keeps the bot's own
+    /// processes out of the cgroup where its cages go.
+    Subgroup(SubgroupArgs),
+    /// Print the man page or shell completions.
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SubgroupArgs {
+    /// The child cgroup's name.
+    #[arg(long, default_value = "supervisor", value_name = "NAME")]
+    pub name: String,
+    /// The command to run there.
+    #[arg(value_name = "COMMAND", trailing_var_arg = true, required = true)]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(subcommand)]
+    pub what: Generate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// The man page, in roff.
+    Man,
+    /// Completions for a shell.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -24,4 +24,6 @@ pub mod spawn;
 pub mod state;
 pub mod supervise;
 pub mod sys;
+#[cfg(feature = "systemd")]
+pub mod systemd;
 pub mod units;

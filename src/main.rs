@@ -12,8 +12,8 @@ use std::path::Path;
 
 use clap::Parser;
 
-use claude_cage::cli::{Cli, Command};
-use claude_cage::cmd::{check, install_shim, kill, ps, reap, run};
+use claude_cage::cli::{Cli, Command, Generate};
+use claude_cage::cmd::{check, install_shim, kill, ps, reap, run, subgroup};
 use claude_cage::exit;
 use claude_cage::policy::Overrides;
 
@@ -98,6 +98,25 @@ fn real_main() -> i32 {
         }
         Command::Reap(a) => reap::reap(a.dry_run),
         Command::Check(a) => check::check(a.policy.as_deref()),
+        Command::Subgroup(a) => subgroup::subgroup(&a.name, &a.command),
+        Command::Generate(g) => {
+            use clap::CommandFactory;
+            let mut out = std::io::stdout();
+            let written = match g.what {
+                Generate::Man => clap_mangen::Man::new(Cli::command()).render(&mut out),
+                Generate::Completions { shell } => {
+                    clap_complete::generate(shell, &mut Cli::command(), OWN_NAME, &mut out);
+                    Ok(())
+                }
+            };
+            match written {
+                Ok(()) => 0,
+                Err(e) => {
+                    claude_cage::say!("claude-cage: failed to write: {e}");
+                    exit::COMMAND_FAILED
+                }
+            }
+        }
         Command::InstallShim(a) => match install_shim::install(&a) {
             Ok(link) => {
                 println!("{}", link.display());

@@ -61,6 +61,20 @@ pub enum Parent {
     Path(String),
 }
 
+/// How cages are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// cgroupfs in a delegated subtree or where there is no systemd; systemd otherwise.
+    Auto,
+    /// mkdir and writes in cgroupfs.
+    Cgroupfs,
+    /// A transient scope per cage, through the service manager's D-Bus API.
+    Systemd,
+}
+
+/// The default slice for the systemd backend.
+pub const DEFAULT_SLICE: &str = "claude-cage.slice";
+
 /// What to do when the process that started claude-cage dies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParentDeath {
@@ -76,6 +90,10 @@ pub struct Policy {
     pub program: Option<String>,
     pub name: Option<String>,
     pub parent: Parent,
+    /// How cages are made: directly in cgroupfs, or as systemd transient scopes.
+    pub backend: Backend,
+    /// The systemd slice for the systemd backend's scopes.
+    pub slice: String,
     pub require: Vec<Controller>,
     pub bot_memory_max: Option<Limit>,
     pub bot_pids_max: Option<Limit>,
@@ -183,6 +201,8 @@ struct RawCage {
     name: Option<Spanned<String>>,
     parent: Option<Spanned<String>>,
     require: Option<Spanned<Vec<String>>>,
+    backend: Option<Spanned<String>>,
+    slice: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -466,6 +486,44 @@ impl Validator<'_> {
             Some((p, origin)) => parse_parent(&p).map_err(|m| self.error(&origin, m))?,
         };
 
+        let backend = match &cage.backend {
+            None => Backend::Auto,
+            Some(b) => match b.get_ref().as_str() {
+                "auto" => Backend::Auto,
+                "cgroupfs" => Backend::Cgroupfs,
+                "systemd" => Backend::Systemd,
+                other => {
+                    return Err(self.error(
+                        &Origin::File {
+                            key: "cage.backend",
+                            start: b.span().start,
+                        },
+                        format!("{other:?} is not one of \"auto\", \"cgroupfs\", \"systemd\""),
+                    ));
+                }
+            },
+        };
+        let slice = match &cage.slice {
+            None => DEFAULT_SLICE.to_owned(),
+            Some(sl) => {
+                let v = sl.get_ref();
+                let ok = v.ends_with(".slice")
+                    && v.len() > ".slice".len()
+                    && v.bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || b":-_.\\".contains(&c));
+                if !ok {
+                    return Err(self.error(
+                        &Origin::File {
+                            key: "cage.slice",
+                            start: sl.span().start,
+                        },
+                        format!("{v:?} is not a slice unit name such as \"claude-cage.slice\""),
+                    ));
+                }
+                v.clone()
+            }
+        };
+
         let mut require = Vec::new();
         if let Some(r) = &cage.require {
             let origin = Origin::File {
@@ -642,6 +700,8 @@ impl Validator<'_> {
             program,
             name,
             parent,
+            backend,
+            slice,
             require,
             bot_memory_max,
             bot_pids_max,
@@ -1057,6 +1117,9 @@ mod tests {
             ),
             ("[lifetime]\nmax-runtime = \"0s\"", "longer than 0s", None),
             ("[events]\nfile = \"\"", "must not be empty", Some(2)),
+            ("[cage]\nbackend = \"docker\"", "not one of", Some(2)),
+            ("[cage]\nslice = \"bots\"", "slice unit name", Some(2)),
+            ("[cage]\nslice = \"a/b.slice\"", "slice unit name", Some(2)),
             ("program = \"\"", "must not be empty", Some(1)),
             ("[memory\nmax = 1", "", Some(1)),
             ("[alerts]\nmemory-warn = \"80%\"", "does not set", Some(2)),

@@ -78,6 +78,23 @@ pub fn cage_pid(bot: &str, id: &str) -> Option<i32> {
     pid.parse().ok().filter(|p: &i32| *p > 0)
 }
 
+/// The cage id in a systemd scope's name, `claude-cage-<id>.scope`.
+pub fn scope_cage_id(name: &str) -> Option<&str> {
+    name.strip_prefix("claude-cage-")?.strip_suffix(".scope")
+}
+
+/// Splits a cage id `<bot>-<pid>-<n>` into the bot and the pid.
+pub fn split_id(id: &str) -> Option<(&str, i32)> {
+    let mut parts = id.rsplitn(3, '-');
+    let n = parts.next()?;
+    let pid = parts.next()?;
+    let bot = parts.next()?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || bot.is_empty() {
+        return None;
+    }
+    pid.parse().ok().filter(|p: &i32| *p > 0).map(|p| (bot, p))
+}
+
 /// Walks the cgroup tree for cages and joins them with the state files.
 pub fn survey(h: &Hierarchy) -> Survey {
     let mut records: HashMap<String, (PathBuf, Record)> = HashMap::new();
@@ -103,8 +120,16 @@ pub fn survey(h: &Hierarchy) -> Survey {
             if !e.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
-            let name = e.file_name().to_string_lossy().into_owned();
-            if cage_pid(&parent_name, &name).is_some() {
+            let dir_name = e.file_name().to_string_lossy().into_owned();
+            // A cgroupfs cage is `<bot>/<bot>-<pid>-<n>`; a systemd cage is a scope
+            // `claude-cage-<bot>-<pid>-<n>.scope` in a slice.
+            let cage = if cage_pid(&parent_name, &dir_name).is_some() {
+                Some((dir_name.clone(), parent_name.clone()))
+            } else {
+                scope_cage_id(&dir_name)
+                    .and_then(|id| split_id(id).map(|(bot, _)| (id.to_owned(), bot.to_owned())))
+            };
+            if let Some((name, bot)) = cage {
                 let (state_path, record) = match records.remove(&name) {
                     Some((p, r)) if r.cgroup == e.path() => (Some(p), Some(r)),
                     Some((p, r)) => {
@@ -114,10 +139,10 @@ pub fn survey(h: &Hierarchy) -> Survey {
                     }
                     None => (None, None),
                 };
-                let state = classify(&parent_name, &name, &e.path(), record.as_ref());
+                let state = classify(&bot, &name, &e.path(), record.as_ref());
                 out.cages.push(Found {
                     id: name,
-                    bot: parent_name.clone(),
+                    bot,
                     dir: e.path(),
                     record,
                     state_path,
@@ -240,5 +265,11 @@ mod tests {
         assert_eq!(cage_pid("bot", "other-42-1"), None);
         assert_eq!(cage_pid("bot", "bot-42-1x"), None);
         assert_eq!(cage_pid("bot", "main"), None);
+        assert_eq!(split_id("my-bot-42-1"), Some(("my-bot", 42)));
+        assert_eq!(split_id("bot-x-1"), None);
+        assert_eq!(
+            scope_cage_id("claude-cage-my-bot-42-1.scope"),
+            Some("my-bot-42-1")
+        );
     }
 }

@@ -167,13 +167,21 @@ impl Pending {
             source: io::Error::from_raw_os_error(errno),
         })
     }
+
+    /// Ends the waiting child without running the program (it sees EOF instead of its go and
+    /// exits 125), and reaps it.
+    pub fn cancel(self) {
+        let pid = self.pid;
+        drop(self);
+        let _ = waitpid(pid, None);
+    }
 }
 
 /// Starts a child for `path` with `argv` and `env` inside the cgroup `main` (race-free: it is
-/// there from its first instruction). The child waits for [`Pending::release`] before it
+/// there from its first instruction), or, without `main`, in claude-cage's own cgroup. The child waits for [`Pending::release`] before it
 /// restores `original_mask` and execs.
 pub fn spawn(
-    main: &Path,
+    main: Option<&Path>,
     path: &Path,
     argv: &[OsString],
     env: Vec<(OsString, OsString)>,
@@ -195,22 +203,31 @@ pub fn spawn(
         })
         .collect::<Result<Vec<_>, _>>()?;
 
-    let cgroup_dir = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(main)
-        .map_err(|source| SpawnError::OpenCgroup {
-            path: main.to_path_buf(),
-            source,
-        })?;
-    let procs = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(main.join(PROCS))
-        .map_err(|source| SpawnError::OpenCgroup {
-            path: main.join(PROCS),
-            source,
-        })?;
+    // With a cgroup: clone3 into it, or (where clone3 is refused) the child writes its own pid
+    // into this cgroup.procs before it execs. Without one (the systemd backend): plain fork, and
+    // the service manager moves the waiting child into its scope.
+    let (cgroup_dir, procs) = match main {
+        None => (None, None),
+        Some(main) => {
+            let dir = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+                .open(main)
+                .map_err(|source| SpawnError::OpenCgroup {
+                    path: main.to_path_buf(),
+                    source,
+                })?;
+            let procs = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(main.join(PROCS))
+                .map_err(|source| SpawnError::OpenCgroup {
+                    path: main.join(PROCS),
+                    source,
+                })?;
+            (Some(dir), Some(procs))
+        }
+    };
     let pipe = || pipe2(OFlag::O_CLOEXEC).map_err(|e| SpawnError::Clone { source: e.into() });
     let (err_r, err_w) = pipe()?;
     let (go_r, go_w) = pipe()?;
@@ -221,11 +238,11 @@ pub fn spawn(
         c_envp,
         original_mask,
         nix::unistd::getpid(),
-        Some(procs.as_raw_fd()),
+        procs.as_ref().map(|p| p.as_raw_fd()),
         err_w.as_raw_fd(),
         go_r.as_raw_fd(),
     );
-    let Started { pid, pidfd } = sys::spawn_into(cgroup_dir.as_fd(), &spec)
+    let Started { pid, pidfd } = sys::spawn_into(cgroup_dir.as_ref().map(|d| d.as_fd()), &spec)
         .map_err(|source| SpawnError::Clone { source })?;
     Ok(Pending {
         pid,

@@ -110,7 +110,10 @@ pub struct Started {
 /// fork, and the child moves itself by writing "0" into `spec.procs_fd` before it execs.
 ///
 /// The child never returns from this function: it execs or exits.
-pub fn spawn_into(cgroup_fd: BorrowedFd<'_>, spec: &ExecSpec) -> io::Result<Started> {
+pub fn spawn_into(cgroup_fd: Option<BorrowedFd<'_>>, spec: &ExecSpec) -> io::Result<Started> {
+    let Some(cgroup_fd) = cgroup_fd else {
+        return fork_child(spec, false);
+    };
     let mut pidfd: RawFd = -1;
     let mut args = CloneArgs {
         flags: CLONE_INTO_CGROUP | CLONE_PIDFD,
@@ -146,12 +149,19 @@ pub fn spawn_into(cgroup_fd: BorrowedFd<'_>, spec: &ExecSpec) -> io::Result<Star
         Some(libc::ENOSYS) | Some(libc::E2BIG) | Some(libc::EPERM) if spec.procs_fd.is_some() => {}
         _ => return Err(err),
     }
-    // SAFETY: fork(2) in a single-threaded process; the child only runs `child_after_clone`
-    // (async-signal-safe calls on memory prepared before the fork) and never returns.
+    fork_child(spec, true)
+}
+
+/// Starts the child with fork(2); with `move_self` it moves itself into the cgroup of
+/// `spec.procs_fd` before it execs.
+fn fork_child(spec: &ExecSpec, move_self: bool) -> io::Result<Started> {
+    // SAFETY: fork(2); the child only runs `child_after_clone` (async-signal-safe calls on
+    // memory prepared before the fork) and never returns. claude-cage's own threads (if a
+    // library started any) do not exist in the child, and the child touches no lock.
     let pid = unsafe { libc::fork() };
     match pid {
         -1 => Err(io::Error::last_os_error()),
-        0 => child_after_clone(spec, true),
+        0 => child_after_clone(spec, move_self),
         pid => {
             let pid = Pid::from_raw(pid);
             // The child cannot be reaped before we open the pidfd: we are its parent and only

@@ -198,6 +198,9 @@ pub struct Counters {
 #[derive(Debug)]
 pub struct Cage {
     pub id: String,
+    /// The systemd scope that owns `dir`, for the systemd backend: then `dir` and `bot_dir`
+    /// (the slice) are systemd's, and only what is inside `dir` is claude-cage's to remove.
+    pub unit: Option<String>,
     pub bot_dir: PathBuf,
     pub dir: PathBuf,
     pub main: PathBuf,
@@ -240,6 +243,7 @@ impl Cage {
             }
             let mut cage = Cage {
                 id,
+                unit: None,
                 main: dir.join("main"),
                 dir,
                 bot_dir: bot_dir.clone(),
@@ -318,13 +322,19 @@ impl Cage {
 
     /// An existing cage directory, for the operator commands.
     pub fn at(dir: PathBuf) -> Cage {
-        let id = dir
+        let dir_name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // A systemd scope: its own directory is systemd's (see `remove`).
+        let (id, unit) = match crate::registry::scope_cage_id(&dir_name) {
+            Some(id) => (id.to_owned(), Some(dir_name.clone())),
+            None => (dir_name, None),
+        };
         let bot_dir = dir.parent().map(Path::to_path_buf).unwrap_or_default();
         Cage {
             id,
+            unit,
             main: dir.join("main"),
             bot_dir,
             dir,
@@ -415,7 +425,14 @@ impl Cage {
     pub fn kill(&self) -> Result<(), CgroupError> {
         match write(&self.dir, KILL, "1") {
             Ok(()) => Ok(()),
-            Err(CgroupError::Write { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            // No cgroup.kill (before 5.14), or one this user may not write (a scope of the
+            // user's service manager): signal every listed process until none is left.
+            Err(CgroupError::Write { source, .. })
+                if matches!(
+                    source.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+                ) =>
+            {
                 for _ in 0..100 {
                     let mut any = false;
                     for d in std::iter::once(self.dir.clone()).chain(fs::descendants(&self.dir)) {
@@ -485,11 +502,16 @@ impl Cage {
     pub fn remove(&self) -> Result<(), CgroupError> {
         let mut dirs = fs::descendants(&self.dir);
         dirs.reverse();
-        dirs.push(self.dir.clone());
+        // A scope's own directory and its slice are systemd's: stopping the unit removes them.
+        if self.unit.is_none() {
+            dirs.push(self.dir.clone());
+        }
         for d in &dirs {
             remove_dir_retrying(d)?;
         }
-        remove_bot_if_empty(&self.bot_dir);
+        if self.unit.is_none() {
+            remove_bot_if_empty(&self.bot_dir);
+        }
         Ok(())
     }
 }

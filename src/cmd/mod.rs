@@ -6,3 +6,4 @@ pub mod kill;
 pub mod ps;
 pub mod reap;
 pub mod run;
+pub mod subgroup;

@@ -58,6 +58,12 @@ pub enum RunError {
     },
     #[error("the process that started claude-cage (pid {0}) died before the child was started")]
     StarterGone(Pid),
+    #[cfg(feature = "systemd")]
+    #[error(transparent)]
+    Systemd(#[from] crate::systemd::SystemdError),
+    #[cfg(not(feature = "systemd"))]
+    #[error("the systemd backend is not built into this claude-cage (cargo feature \"systemd\")")]
+    NoSystemd,
     #[error("failed to set up signal handling")]
     Signals(#[source] nix::Error),
 }
@@ -154,17 +160,12 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
         .name
         .clone()
         .unwrap_or_else(|| policy::name_from_program(&program));
-    let hierarchy = Hierarchy::discover()?;
-    let parent = cgroup::choose_parent(&hierarchy, &policy.parent)?;
-    let placement = cgroup::plan(hierarchy, parent, &policy)?;
+    let backend = choose_backend(&policy)?;
     let mut log =
         EventLog::open(policy.events_file.as_deref()).map_err(|source| RunError::Events {
             path: policy.events_file.clone().unwrap_or_default(),
             source,
         })?;
-    for w in &placement.warnings {
-        crate::say!("claude-cage warning: {w}");
-    }
 
     let starter = watch_starter(inv.starter, policy.parent_death)?;
     let signals = SignalFd::with_flags(
@@ -176,38 +177,50 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
     // zombie keeps a pids charge or a process table slot.
     nix::sys::prctl::set_child_subreaper(true).map_err(RunError::Signals)?;
 
-    // Orphans of this bot (a supervisor that was SIGKILLed) are reaped before a new cage
-    // starts: one directory read when there are none.
-    for line in crate::cmd::reap::reap_bot(&placement.parent.join(&name)) {
-        crate::say!("claude-cage note: {line}");
-    }
-
     // Commit: from here on, no path may leave the cage behind.
-    let cage = Cage::create(&placement, &name, &policy)?;
-    if policy.swap_max.is_some()
-        && cage.applied.oom_group.is_some()
-        && cage.applied.swap_max.is_none()
-    {
-        crate::say!(
-            "claude-cage warning: memory.swap-max is not applied: this kernel has no swap accounting"
-        );
-    }
-    let cage_dir = cage.dir.clone().into_os_string();
-    let env: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| k != "CLAUDE_CAGE_ID" && k != "CLAUDE_CAGE_CGROUP")
-        .chain([
-            ("CLAUDE_CAGE_ID".into(), cage.id.clone().into()),
-            ("CLAUDE_CAGE_CGROUP".into(), cage_dir),
-        ])
-        .collect();
     let started = Instant::now();
-    let pending = match spawn::spawn(&cage.main, &path, &command, env, original_mask) {
-        Ok(p) => p,
-        Err(e) => {
-            if let Err(re) = teardown(&cage) {
-                crate::say!("claude-cage warning: {}", error_chain(&re));
+    let (cage, pending, owner) = match backend {
+        Backend::Cgroupfs(placement) => {
+            for w in &placement.warnings {
+                crate::say!("claude-cage warning: {w}");
             }
-            return Err(e.into());
+            // Orphans of this bot (a supervisor that was SIGKILLed) are reaped before a new
+            // cage starts: one directory read when there are none.
+            for line in crate::cmd::reap::reap_bot(&placement.parent.join(&name)) {
+                crate::say!("claude-cage note: {line}");
+            }
+            let cage = Cage::create(&placement, &name, &policy)?;
+            if policy.swap_max.is_some()
+                && cage.applied.oom_group.is_some()
+                && cage.applied.swap_max.is_none()
+            {
+                crate::say!(
+                    "claude-cage warning: memory.swap-max is not applied: this kernel has no swap accounting"
+                );
+            }
+            let env = child_env(&cage.id, &cage.dir);
+            match spawn::spawn(Some(&cage.main), &path, &command, env, original_mask) {
+                Ok(p) => (cage, p, Owner::Cgroupfs),
+                Err(e) => {
+                    if let Err(re) = teardown(&cage, &Owner::Cgroupfs) {
+                        crate::say!("claude-cage warning: {}", error_chain(&re));
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        #[cfg(feature = "systemd")]
+        Backend::Systemd { manager, hierarchy } => {
+            let (cage, pending) = scope_cage(
+                &manager,
+                &hierarchy,
+                &name,
+                &policy,
+                &path,
+                &command,
+                original_mask,
+            )?;
+            (cage, pending, Owner::Systemd(manager))
         }
     };
     // The state file is written while the child waits for its go, so that a program never
@@ -244,7 +257,7 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
     let child = match pending.release() {
         Ok(c) => c,
         Err(e) => {
-            if let Err(re) = teardown(&cage) {
+            if let Err(re) = teardown(&cage, &owner) {
                 crate::say!("claude-cage warning: {}", error_chain(&re));
             } else if let Some(p) = &state_file {
                 let _ = std::fs::remove_file(p);
@@ -311,7 +324,7 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
     // End: kill whatever is left, wait until the cage is empty, read the final figures, remove.
     let counters = cage.counters();
     let bot_oom = cage.bot_oom();
-    let cleanup = teardown_with(&cage, || {
+    let cleanup = teardown_with(&cage, &owner, || {
         let mut ignored = None;
         supervise::reap(child.pid, &mut ignored, |pid, st| {
             alerts.reaped(pid, st);
@@ -361,8 +374,12 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
 }
 
 /// Kills and removes a cage, reaping zombies in between; returns `memory.peak` read before the
-/// cgroup is gone.
-fn teardown_with(cage: &Cage, mut reap: impl FnMut()) -> Result<Option<u64>, CgroupError> {
+/// cgroup is gone. A scope is then stopped, which removes it.
+fn teardown_with(
+    cage: &Cage,
+    owner: &Owner,
+    mut reap: impl FnMut(),
+) -> Result<Option<u64>, RunError> {
     if cage.populated()? {
         cage.kill()?;
     }
@@ -372,14 +389,229 @@ fn teardown_with(cage: &Cage, mut reap: impl FnMut()) -> Result<Option<u64>, Cgr
     if !empty {
         return Err(CgroupError::StillPopulated {
             path: cage.dir.clone(),
-        });
+        }
+        .into());
     }
     cage.remove()?;
+    owner.release(cage)?;
     Ok(peak)
 }
 
-fn teardown(cage: &Cage) -> Result<(), CgroupError> {
-    teardown_with(cage, || {}).map(|_| ())
+fn teardown(cage: &Cage, owner: &Owner) -> Result<(), RunError> {
+    teardown_with(cage, owner, || {}).map(|_| ())
+}
+
+/// The child's environment: claude-cage's own, plus where it runs.
+fn child_env(id: &str, dir: &Path) -> Vec<(OsString, OsString)> {
+    std::env::vars_os()
+        .filter(|(k, _)| k != "CLAUDE_CAGE_ID" && k != "CLAUDE_CAGE_CGROUP")
+        .chain([
+            ("CLAUDE_CAGE_ID".into(), id.into()),
+            ("CLAUDE_CAGE_CGROUP".into(), dir.as_os_str().to_owned()),
+        ])
+        .collect()
+}
+
+/// Where cages are made, decided before anything is created.
+enum Backend {
+    Cgroupfs(cgroup::Placement),
+    #[cfg(feature = "systemd")]
+    Systemd {
+        manager: crate::systemd::Manager,
+        hierarchy: Hierarchy,
+    },
+}
+
+/// Who owns a created cage's cgroup.
+enum Owner {
+    Cgroupfs,
+    #[cfg(feature = "systemd")]
+    Systemd(crate::systemd::Manager),
+}
+
+impl Owner {
+    /// Gives the emptied cage back to its owner: nothing for cgroupfs (already removed), a
+    /// stopped unit for systemd.
+    fn release(&self, cage: &Cage) -> Result<(), RunError> {
+        match (self, &cage.unit) {
+            #[cfg(feature = "systemd")]
+            (Owner::Systemd(m), Some(unit)) => m.stop(unit).map_err(RunError::from),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Creates the cage as a transient scope of the service manager: the child starts waiting for
+/// its go, systemd moves it into the new scope, claude-cage moves it on into `<scope>/main` and
+/// enables the controllers for the scope's children (Delegate=yes makes them ours).
+#[cfg(feature = "systemd")]
+fn scope_cage(
+    manager: &crate::systemd::Manager,
+    h: &Hierarchy,
+    name: &str,
+    policy: &Policy,
+    path: &Path,
+    command: &[OsString],
+    original_mask: SigSet,
+) -> Result<(Cage, spawn::Pending), RunError> {
+    use crate::policy::Controller;
+    use crate::systemd::scope_name;
+
+    if policy.bot_memory_max.is_some() || policy.bot_pids_max.is_some() {
+        crate::say!(
+            "claude-cage warning: [bot] limits are not applied with the systemd backend: give the slice {} MemoryMax= and TasksMax= instead",
+            policy.slice
+        );
+    }
+    // Controllers systemd can give a scope: those of the root of the hierarchy.
+    let root = cgroup::fs::words(&cgroup::fs::read(&h.mount, cgroup::fs::CONTROLLERS)?);
+    for c in &policy.require {
+        if !root.iter().any(|r| r == c.name()) {
+            return Err(CgroupError::Unavailable {
+                controller: c.name(),
+                why: format!(
+                    "the cgroup v2 hierarchy at {} has no {c} controller",
+                    h.mount.display()
+                ),
+            }
+            .into());
+        }
+    }
+    let description = format!(
+        "claude-cage {name}: {}",
+        command
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let pid = std::process::id();
+    for serial in 1..=16 {
+        let id = format!("{name}-{pid}-{serial}");
+        let scope = scope_name(&id);
+        let dir = h.dir(&manager.scope_cgroup(&policy.slice, &scope)?);
+        if dir.exists() {
+            // Never join an existing cage.
+            continue;
+        }
+        let pending = spawn::spawn(None, path, command, child_env(&id, &dir), original_mask)?;
+        if let Err(e) =
+            manager.start_scope(&scope, &policy.slice, &description, pending.pid, policy)
+        {
+            pending.cancel();
+            return Err(e.into());
+        }
+        let mut cage = Cage {
+            id,
+            unit: Some(scope),
+            main: dir.join("main"),
+            bot_dir: dir.parent().map(Path::to_path_buf).unwrap_or_default(),
+            dir,
+            applied: Default::default(),
+        };
+        let finish = |cage: &mut Cage| -> Result<(), RunError> {
+            let actual = std::fs::read_to_string(format!("/proc/{}/cgroup", pending.pid))
+                .unwrap_or_default();
+            let expected = format!("0::{}", h.relative(&cage.dir));
+            if actual.trim() != expected {
+                return Err(CgroupError::Placement(format!(
+                    "systemd put the child in {:?}, not in {expected:?} as its slice and manager predicted",
+                    actual.trim()
+                ))
+                .into());
+            }
+            std::fs::create_dir(&cage.main).map_err(|source| CgroupError::Create {
+                path: cage.main.clone(),
+                source,
+            })?;
+            cgroup::fs::write(&cage.main, cgroup::fs::PROCS, &pending.pid.to_string())?;
+            let available =
+                cgroup::fs::words(&cgroup::fs::read(&cage.dir, cgroup::fs::CONTROLLERS)?);
+            let wanted: Vec<Controller> = Controller::ALL
+                .into_iter()
+                .filter(|c| available.iter().any(|a| a == c.name()))
+                .filter(|c| {
+                    *c != Controller::Cpu || policy.cpu_max.is_some() || policy.cpu_weight.is_some()
+                })
+                .collect();
+            for c in &wanted {
+                cgroup::fs::write(
+                    &cage.dir,
+                    cgroup::fs::SUBTREE_CONTROL,
+                    &format!("+{}", c.name()),
+                )?;
+            }
+            let a = &mut cage.applied;
+            if wanted.contains(&Controller::Memory) {
+                a.memory_high = policy.memory_high;
+                a.memory_max = policy.memory_max;
+                a.swap_max = policy.swap_max;
+                // systemd has no property for memory.oom.group on a scope before v253; the file
+                // is written directly where this user may (root).
+                if cgroup::fs::write(
+                    &cage.dir,
+                    cgroup::fs::MEMORY_OOM_GROUP,
+                    if policy.oom_group { "1" } else { "0" },
+                )
+                .is_ok()
+                {
+                    a.oom_group = Some(policy.oom_group);
+                } else if policy.oom_group {
+                    crate::say!(
+                        "claude-cage warning: memory.oom-group is not applied: {} is not writable here",
+                        cage.dir.join(cgroup::fs::MEMORY_OOM_GROUP).display()
+                    );
+                }
+            }
+            if wanted.contains(&Controller::Pids) {
+                a.pids_max = policy.pids_max;
+            }
+            if wanted.contains(&Controller::Cpu) {
+                a.cpu_max = policy.cpu_max.map(|c| c.to_cgroup_value());
+                a.cpu_weight = policy.cpu_weight;
+            }
+            Ok(())
+        };
+        return match finish(&mut cage) {
+            Ok(()) => Ok((cage, pending)),
+            Err(e) => {
+                pending.cancel();
+                let _ = teardown(&cage, &Owner::Systemd(manager.clone()));
+                Err(e)
+            }
+        };
+    }
+    Err(CgroupError::Placement(format!("could not find a free cage id for bot {name}")).into())
+}
+
+/// `[cage] backend`: "auto" is cgroupfs where a parent is given or delegated, or where systemd
+/// does not run this machine; the systemd backend otherwise.
+fn choose_backend(policy: &Policy) -> Result<Backend, RunError> {
+    let h = Hierarchy::discover()?;
+    let systemd = match policy.backend {
+        policy::Backend::Cgroupfs => false,
+        policy::Backend::Systemd => true,
+        policy::Backend::Auto => {
+            matches!(policy.parent, policy::Parent::Auto)
+                && Path::new("/run/systemd/system").is_dir()
+                && h.own != "/"
+                && cgroup::choose_parent(&h, &policy.parent).is_err()
+        }
+    };
+    if !systemd {
+        let parent = cgroup::choose_parent(&h, &policy.parent)?;
+        return Ok(Backend::Cgroupfs(cgroup::plan(h, parent, policy)?));
+    }
+    #[cfg(feature = "systemd")]
+    {
+        let manager = crate::systemd::Manager::connect()?;
+        Ok(Backend::Systemd {
+            manager,
+            hierarchy: h,
+        })
+    }
+    #[cfg(not(feature = "systemd"))]
+    Err(RunError::NoSystemd)
 }
 
 /// Opens a pidfd on the process that started claude-cage, so that its death wakes the poll

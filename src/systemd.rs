@@ -1,0 +1,272 @@
+//! The systemd backend: a transient scope per cage, asked of the service manager over D-Bus
+//! (org.freedesktop.systemd1, `StartTransientUnit`), so that cages show in `systemctl status`
+//! and `systemd-cgtop`, sit in a slice with aggregate limits, and systemd never finds cgroups in
+//! its tree that it did not make. The system manager serves root; the user's manager (the
+//! session bus) serves everyone else.
+//!
+//! zbus's blocking API runs its own I/O thread; claude-cage only talks to the bus while a cage
+//! starts and ends, never in the supervisor's poll loop.
+
+use nix::unistd::{Pid, Uid};
+use zbus::blocking::{Connection, Proxy};
+use zbus::zvariant::{OwnedObjectPath, Value};
+
+use crate::policy::Policy;
+use crate::units::{CPU_PERIOD_US, CpuMax, Limit};
+
+/// A D-Bus or service manager failure, with the operation it broke.
+#[derive(Debug, thiserror::Error)]
+pub enum SystemdError {
+    #[error("failed to connect to the {bus} bus of the service manager")]
+    Connect {
+        bus: &'static str,
+        source: zbus::Error,
+    },
+    #[error("failed to {op} unit {unit}")]
+    Call {
+        op: &'static str,
+        unit: String,
+        source: zbus::Error,
+    },
+    #[error("systemd's job to {op} unit {unit} ended with {result:?}")]
+    Job {
+        op: &'static str,
+        unit: String,
+        result: String,
+    },
+}
+
+/// Whether the service manager runs this machine: PID 1 is systemd (sd_booted(3)).
+pub fn booted() -> bool {
+    std::path::Path::new("/run/systemd/system").is_dir()
+}
+
+/// The unit name of a cage's scope.
+pub fn scope_name(cage_id: &str) -> String {
+    format!("claude-cage-{cage_id}.scope")
+}
+
+/// A connection to the service manager.
+#[derive(Clone)]
+pub struct Manager {
+    _conn: Connection,
+    proxy: Proxy<'static>,
+    pub user: bool,
+}
+
+impl Manager {
+    /// The system manager as root, the user's manager otherwise.
+    pub fn connect() -> Result<Manager, SystemdError> {
+        let user = !Uid::effective().is_root();
+        let bus = if user { "user session" } else { "system" };
+        let conn = if user {
+            Connection::session()
+        } else {
+            Connection::system()
+        }
+        .map_err(|source| SystemdError::Connect { bus, source })?;
+        let proxy = Proxy::new(
+            &conn,
+            "org.freedesktop.systemd1",
+            "/org/freedesktop/systemd1",
+            "org.freedesktop.systemd1.Manager",
+        )
+        .map_err(|source| SystemdError::Connect { bus, source })?;
+        // JobRemoved is only sent once someone subscribed.
+        proxy
+            .call::<_, _, ()>("Subscribe", &())
+            .map_err(|source| SystemdError::Connect { bus, source })?;
+        Ok(Manager {
+            _conn: conn,
+            proxy,
+            user,
+        })
+    }
+
+    /// Starts the scope `name` in `slice` holding `pid`, with the policy's limits, and waits
+    /// until systemd has moved the process into it.
+    pub fn start_scope(
+        &self,
+        name: &str,
+        slice: &str,
+        description: &str,
+        pid: Pid,
+        policy: &Policy,
+    ) -> Result<(), SystemdError> {
+        let mut props: Vec<(&str, Value<'_>)> = vec![
+            ("Description", Value::from(description)),
+            ("Slice", Value::from(slice)),
+            ("PIDs", Value::from(vec![pid.as_raw() as u32])),
+            // The cage makes `main` and Claude Code its sibling cgroups inside the scope.
+            ("Delegate", Value::from(true)),
+            // A failed scope is collected too, so no unit is left behind.
+            ("CollectMode", Value::from("inactive-or-failed")),
+        ];
+        let bytes = |l: Option<Limit>| l.map(|l| l.bytes().unwrap_or(u64::MAX));
+        if let Some(v) = bytes(policy.memory_high) {
+            props.push(("MemoryHigh", Value::from(v)));
+        }
+        if let Some(v) = bytes(policy.memory_max) {
+            props.push(("MemoryMax", Value::from(v)));
+        }
+        if let Some(v) = bytes(policy.swap_max) {
+            props.push(("MemorySwapMax", Value::from(v)));
+        }
+        if let Some(v) = bytes(policy.pids_max) {
+            props.push(("TasksMax", Value::from(v)));
+        }
+        if let Some(c) = policy.cpu_max {
+            let per_sec = match c {
+                CpuMax::Max => u64::MAX,
+                // CPUQuotaPerSecUSec: microseconds of CPU time per second of wall time.
+                CpuMax::Percent(p) => u64::from(p) * 1_000_000 / 100,
+            };
+            props.push(("CPUQuotaPerSecUSec", Value::from(per_sec)));
+            props.push(("CPUQuotaPeriodUSec", Value::from(CPU_PERIOD_US)));
+        }
+        if let Some(w) = policy.cpu_weight {
+            props.push(("CPUWeight", Value::from(u64::from(w))));
+        }
+        let aux: Vec<(&str, Vec<(&str, Value<'_>)>)> = Vec::new();
+        self.run_job(
+            "start",
+            name,
+            "StartTransientUnit",
+            &(name, "fail", props, aux),
+        )
+    }
+
+    /// The cgroup (relative to the cgroup2 mount) that the scope `scope` in `slice` will have:
+    /// the manager's own cgroup, then the slice's ancestors by systemd's naming rule
+    /// ("a-b.slice" lives in "a.slice"; systemd.slice(5)), then the scope.
+    pub fn scope_cgroup(&self, slice: &str, scope: &str) -> Result<String, SystemdError> {
+        let root: String =
+            self.proxy
+                .get_property("ControlGroup")
+                .map_err(|e| SystemdError::Call {
+                    op: "read the ControlGroup of",
+                    unit: "the manager".into(),
+                    source: e,
+                })?;
+        Ok(format!(
+            "{}{}/{scope}",
+            root.trim_end_matches('/'),
+            slice_path(slice)
+        ))
+    }
+
+    /// Stops the unit and waits for it; a unit that is already gone is fine.
+    pub fn stop(&self, name: &str) -> Result<(), SystemdError> {
+        match self.run_job("stop", name, "StopUnit", &(name, "fail")) {
+            Err(SystemdError::Call {
+                source: zbus::Error::MethodError(n, _, _),
+                ..
+            }) if n.as_str() == "org.freedesktop.systemd1.NoSuchUnit" => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Sends SIGKILL to every process of the unit (the user's manager may not own the scope's
+    /// `cgroup.kill`).
+    pub fn kill(&self, name: &str) -> Result<(), SystemdError> {
+        self.proxy
+            .call::<_, _, ()>("KillUnit", &(name, "all", libc::SIGKILL))
+            .map_err(|source| SystemdError::Call {
+                op: "kill",
+                unit: name.to_owned(),
+                source,
+            })
+    }
+
+    /// Calls a method that returns a job, and waits for the job's JobRemoved signal. The
+    /// subscription is made before the call, so the signal cannot be missed.
+    fn run_job<B>(
+        &self,
+        op: &'static str,
+        unit: &str,
+        method: &str,
+        body: &B,
+    ) -> Result<(), SystemdError>
+    where
+        B: serde::Serialize + zbus::zvariant::DynamicType,
+    {
+        let err = |source| SystemdError::Call {
+            op,
+            unit: unit.to_owned(),
+            source,
+        };
+        let mut removed = self.proxy.receive_signal("JobRemoved").map_err(err)?;
+        let job: OwnedObjectPath = self.proxy.call(method, body).map_err(err)?;
+        for msg in removed.by_ref() {
+            let Ok((_id, path, _unit, result)) = msg
+                .body()
+                .deserialize::<(u32, OwnedObjectPath, String, String)>()
+            else {
+                continue;
+            };
+            if path == job {
+                return if result == "done" {
+                    Ok(())
+                } else {
+                    Err(SystemdError::Job {
+                        op,
+                        unit: unit.to_owned(),
+                        result,
+                    })
+                };
+            }
+        }
+        Err(SystemdError::Job {
+            op,
+            unit: unit.to_owned(),
+            result: "no answer (the bus closed)".to_owned(),
+        })
+    }
+}
+
+/// The cgroup path of a slice below its manager's root: "claude-cage.slice" is
+/// "/claude.slice/claude-cage.slice"; "-.slice" is the root itself.
+pub fn slice_path(slice: &str) -> String {
+    let Some(stem) = slice.strip_suffix(".slice") else {
+        return format!("/{slice}");
+    };
+    if stem == "-" || stem.is_empty() {
+        return String::new();
+    }
+    let mut path = String::new();
+    let mut prefix = String::new();
+    for part in stem.split('-') {
+        if !prefix.is_empty() {
+            prefix.push('-');
+        }
+        prefix.push_str(part);
+        path.push('/');
+        path.push_str(&prefix);
+        path.push_str(".slice");
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slice_paths() {
+        assert_eq!(
+            slice_path("claude-cage.slice"),
+            "/claude.slice/claude-cage.slice"
+        );
+        assert_eq!(slice_path("bots.slice"), "/bots.slice");
+        assert_eq!(slice_path("-.slice"), "");
+        assert_eq!(slice_path("a-b-c.slice"), "/a.slice/a-b.slice/a-b-c.slice");
+    }
+
+    #[test]
+    fn scope_names() {
+        assert_eq!(scope_name("bot-12-1"), "claude-cage-bot-12-1.scope");
+        let id = crate::registry::scope_cage_id("claude-cage-bot-12-1.scope");
+        assert_eq!(id, Some("bot-12-1"));
+        assert_eq!(crate::registry::scope_cage_id("session-1.scope"), None);
+    }
+}
