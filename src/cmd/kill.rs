@@ -10,8 +10,8 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::cgroup::{Cage, Hierarchy, fs};
-use crate::registry::{self, Found};
+use crate::cgroup::{Cage, fs};
+use crate::registry::Found;
 use crate::state;
 use crate::sys;
 
@@ -42,14 +42,10 @@ pub fn parse_signal(s: &str) -> Result<Signal, String> {
 
 /// The `kill` command.
 pub fn kill_cmd(target: Target, signal: Option<Signal>) -> i32 {
-    let h = match Hierarchy::discover() {
-        Ok(h) => h,
-        Err(e) => {
-            crate::say!("claude-cage: {e}");
-            return crate::exit::COMMAND_FAILED;
-        }
+    let survey = match super::survey() {
+        Ok(s) => s,
+        Err(status) => return status,
     };
-    let survey = registry::survey(&h);
     let mut status = 0;
     let chosen: Vec<&Found> = match &target {
         Target::All => survey.cages.iter().collect(),

@@ -7,8 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::cgroup::{Hierarchy, fs};
-use crate::registry::{self, Found};
+use crate::cgroup::fs;
+use crate::registry::Found;
 use crate::units::{Bytes, Elapsed};
 
 /// What `ps` shows of one cage; `--json` prints these with full values.
@@ -92,14 +92,10 @@ pub enum Format {
 
 /// The `ps` command.
 pub fn ps(format: Format, name: Option<&str>) -> i32 {
-    let h = match Hierarchy::discover() {
-        Ok(h) => h,
-        Err(e) => {
-            crate::say!("claude-cage: {e}");
-            return crate::exit::COMMAND_FAILED;
-        }
+    let survey = match super::survey() {
+        Ok(s) => s,
+        Err(status) => return status,
     };
-    let survey = registry::survey(&h);
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::cgroup::{Cage, Hierarchy};
+use crate::cgroup::Cage;
 use crate::registry::{self, CageState, Found};
 
 /// How long to wait for an orphaned cage to empty after its kill.
@@ -49,14 +49,10 @@ pub fn reap_bot(bot_dir: &std::path::Path) -> Vec<String> {
 
 /// The `reap` command; returns the exit status (1 if any action failed).
 pub fn reap(dry_run: bool) -> i32 {
-    let h = match Hierarchy::discover() {
-        Ok(h) => h,
-        Err(e) => {
-            crate::say!("claude-cage: {e}");
-            return crate::exit::COMMAND_FAILED;
-        }
+    let survey = match super::survey() {
+        Ok(s) => s,
+        Err(status) => return status,
     };
-    let survey = registry::survey(&h);
     let mut failed = false;
     for f in survey
         .cages
