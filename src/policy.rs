@@ -94,6 +94,12 @@ pub struct Policy {
     pub backend: Backend,
     /// The systemd slice for the systemd backend's scopes.
     pub slice: String,
+    /// Run the child as this user (name or uid); root only.
+    pub user: Option<String>,
+    /// Run the child with this group (name or gid); root only. Default: the user's group.
+    pub group: Option<String>,
+    /// Run the child in a cgroup namespace rooted at its cage.
+    pub cgroupns: bool,
     pub require: Vec<Controller>,
     pub bot_memory_max: Option<Limit>,
     pub bot_pids_max: Option<Limit>,
@@ -203,6 +209,9 @@ struct RawCage {
     require: Option<Spanned<Vec<String>>>,
     backend: Option<Spanned<String>>,
     slice: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
+    cgroupns: Option<bool>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -289,12 +298,39 @@ pub fn load_file(
     mem_total: u64,
 ) -> Result<Policy, PolicyError> {
     let source = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
+    let refuse = |message: String| PolicyError {
         file: source.clone(),
         key: None,
         line: None,
-        message: format!("cannot read the policy file: {e}"),
-    })?;
+        message,
+    };
+    let mut file = std::fs::File::open(path)
+        .map_err(|e| refuse(format!("cannot read the policy file: {e}")))?;
+    // As root, a policy decides which user the child runs as and what it may use: a file
+    // another user could have written is refused. The check is on the opened file, so a
+    // rename in between cannot swap it.
+    if nix::unistd::Uid::effective().is_root() {
+        use std::os::unix::fs::MetadataExt;
+        let meta = file
+            .metadata()
+            .map_err(|e| refuse(format!("cannot read the policy file: {e}")))?;
+        let real = nix::unistd::Uid::current().as_raw();
+        if meta.uid() != 0 && meta.uid() != real {
+            return Err(refuse(format!(
+                "refusing a policy file owned by uid {} when running as root (it must belong to root or uid {real})",
+                meta.uid()
+            )));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(refuse(format!(
+                "refusing a group- or world-writable policy file when running as root (mode {:o}; chmod go-w it)",
+                meta.mode() & 0o7777
+            )));
+        }
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut file, &mut text)
+        .map_err(|e| refuse(format!("cannot read the policy file: {e}")))?;
     parse(&text, &source, overrides, mem_total)
 }
 
@@ -524,6 +560,24 @@ impl Validator<'_> {
             }
         };
 
+        for (key, v) in [("cage.user", &cage.user), ("cage.group", &cage.group)] {
+            if let Some(v) = v {
+                let ok = !v.get_ref().is_empty()
+                    && v.get_ref()
+                        .bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c));
+                if !ok {
+                    return Err(self.error(
+                        &Origin::File {
+                            key,
+                            start: v.span().start,
+                        },
+                        format!("{:?} is not a user or group name or number", v.get_ref()),
+                    ));
+                }
+            }
+        }
+
         let mut require = Vec::new();
         if let Some(r) = &cage.require {
             let origin = Origin::File {
@@ -702,6 +756,9 @@ impl Validator<'_> {
             parent,
             backend,
             slice,
+            user: cage.user.as_ref().map(|u| u.get_ref().clone()),
+            group: cage.group.as_ref().map(|g| g.get_ref().clone()),
+            cgroupns: cage.cgroupns.unwrap_or(false),
             require,
             bot_memory_max,
             bot_pids_max,

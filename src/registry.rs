@@ -24,6 +24,9 @@ pub enum CageState {
     /// No state file yet, and the pid in its id is a live process started before the cage: a
     /// `run` that is still setting up. Left alone.
     Starting,
+    /// Shaped like a cage but without a state file or claude-cage's mark: not ours. Never
+    /// listed, killed or reaped.
+    Foreign,
 }
 
 impl CageState {
@@ -33,6 +36,7 @@ impl CageState {
             CageState::Stopping => "stopping",
             CageState::Orphaned => "orphaned",
             CageState::Starting => "starting",
+            CageState::Foreign => "foreign",
         }
     }
 }
@@ -140,6 +144,9 @@ pub fn survey(h: &Hierarchy) -> Survey {
                     None => (None, None),
                 };
                 let state = classify(&bot, &name, &e.path(), record.as_ref());
+                if state == CageState::Foreign {
+                    continue;
+                }
                 out.cages.push(Found {
                     id: name,
                     bot,
@@ -211,6 +218,9 @@ fn classify(bot: &str, id: &str, dir: &Path, record: Option<&Record>) -> CageSta
             }
         }
         Some(_) => CageState::Orphaned,
+        // Without a state file, only a cgroup that carries claude-cage's mark is a cage: a
+        // directory that merely looks like one is never reaped or killed.
+        None if !crate::cgroup::is_marked(dir) => CageState::Foreign,
         None => {
             let Some(pid) = cage_pid(bot, id) else {
                 return CageState::Orphaned;

@@ -15,7 +15,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{Pid, pipe2};
 
 use crate::cgroup::fs::PROCS;
-use crate::sys::{self, ExecSpec, Started};
+use crate::sys::{self, Credentials, ExecSpec, Started};
 
 /// Why the child could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +116,16 @@ fn check_executable(p: &Path) -> Result<(), Option<io::Error>> {
     nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).map_err(|e| Some(io::Error::from(e)))
 }
 
+/// Where the child starts.
+pub enum Place<'a> {
+    /// In claude-cage's own cgroup (the service manager moves it).
+    Own,
+    /// In this leaf cgroup, from its first instruction.
+    Leaf(&'a Path),
+    /// In a cgroup namespace rooted at `cage`, then in `main`.
+    Namespace { cage: &'a Path, main: &'a Path },
+}
+
 /// The child, running.
 pub struct Child {
     pub pid: Pid,
@@ -181,11 +191,12 @@ impl Pending {
 /// there from its first instruction), or, without `main`, in claude-cage's own cgroup. The child waits for [`Pending::release`] before it
 /// restores `original_mask` and execs.
 pub fn spawn(
-    main: Option<&Path>,
+    place: Place<'_>,
     path: &Path,
     argv: &[OsString],
     env: Vec<(OsString, OsString)>,
     original_mask: SigSet,
+    credentials: Option<Credentials>,
 ) -> Result<Pending, SpawnError> {
     let cstr = |s: &OsStr| CString::new(s.as_bytes()).map_err(|_| SpawnError::Nul);
     let c_path = cstr(path.as_os_str())?;
@@ -203,36 +214,44 @@ pub fn spawn(
         })
         .collect::<Result<Vec<_>, _>>()?;
 
-    // With a cgroup: clone3 into it, or (where clone3 is refused) the child writes its own pid
-    // into this cgroup.procs before it execs. Without one (the systemd backend): plain fork, and
-    // the service manager moves the waiting child into its scope.
-    let (cgroup_dir, procs) = match main {
-        None => (None, None),
-        Some(main) => {
-            let dir = std::fs::OpenOptions::new()
+    // Leaf: clone3 into it, or (where clone3 is refused) the child writes its own pid into its
+    // cgroup.procs before it execs. Namespace: clone3 into the cage with a new cgroup namespace
+    // (so the namespace's root is the cage), and the child moves on into `main`. Own (the
+    // systemd backend): plain fork, and the service manager moves the waiting child.
+    let (clone_into, move_into, cgroupns) = match place {
+        Place::Own => (None, None, false),
+        Place::Leaf(main) => (Some(main), Some(main), false),
+        Place::Namespace { cage, main } => (Some(cage), Some(main), true),
+    };
+    let cgroup_dir = clone_into
+        .map(|dir| {
+            std::fs::OpenOptions::new()
                 .read(true)
                 .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-                .open(main)
+                .open(dir)
                 .map_err(|source| SpawnError::OpenCgroup {
-                    path: main.to_path_buf(),
+                    path: dir.to_path_buf(),
                     source,
-                })?;
-            let procs = std::fs::OpenOptions::new()
+                })
+        })
+        .transpose()?;
+    let procs = move_into
+        .map(|dir| {
+            std::fs::OpenOptions::new()
                 .write(true)
                 .custom_flags(libc::O_CLOEXEC)
-                .open(main.join(PROCS))
+                .open(dir.join(PROCS))
                 .map_err(|source| SpawnError::OpenCgroup {
-                    path: main.join(PROCS),
+                    path: dir.join(PROCS),
                     source,
-                })?;
-            (Some(dir), Some(procs))
-        }
-    };
+                })
+        })
+        .transpose()?;
     let pipe = || pipe2(OFlag::O_CLOEXEC).map_err(|e| SpawnError::Clone { source: e.into() });
     let (err_r, err_w) = pipe()?;
     let (go_r, go_w) = pipe()?;
 
-    let spec = ExecSpec::new(
+    let mut spec = ExecSpec::new(
         c_path,
         c_argv,
         c_envp,
@@ -242,6 +261,11 @@ pub fn spawn(
         err_w.as_raw_fd(),
         go_r.as_raw_fd(),
     );
+    spec.credentials = credentials;
+    if cgroupns {
+        spec.move_after_clone = true;
+        spec.clone_flags = sys::CLONE_NEWCGROUP;
+    }
     let Started { pid, pidfd } = sys::spawn_into(cgroup_dir.as_ref().map(|d| d.as_fd()), &spec)
         .map_err(|source| SpawnError::Clone { source })?;
     Ok(Pending {

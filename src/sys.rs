@@ -56,7 +56,17 @@ pub struct ExecSpec {
     /// The read end of the "go" pipe: the child waits for one byte on it before it execs, so
     /// that claude-cage records the cage (its state file) before the program runs.
     pub go_fd: RawFd,
+    /// Move into `procs_fd`'s cgroup even after a successful clone3: with a cgroup namespace the
+    /// child is cloned into the cage (the namespace's root) and moves on into `main`.
+    pub move_after_clone: bool,
+    /// Extra clone3 flags (CLONE_NEWCGROUP).
+    pub clone_flags: u64,
+    /// Drop to this user before exec (root only).
+    pub credentials: Option<Credentials>,
 }
+
+/// `CLONE_NEWCGROUP` (linux/sched.h): a new cgroup namespace rooted at the child's cgroup.
+pub const CLONE_NEWCGROUP: u64 = 0x0200_0000;
 
 impl ExecSpec {
     /// Builds the NULL-terminated pointer arrays execve(2) takes. The pointers stay valid while
@@ -94,6 +104,9 @@ impl ExecSpec {
             procs_fd,
             error_fd,
             go_fd,
+            move_after_clone: false,
+            clone_flags: 0,
+            credentials: None,
         }
     }
 }
@@ -116,7 +129,7 @@ pub fn spawn_into(cgroup_fd: Option<BorrowedFd<'_>>, spec: &ExecSpec) -> io::Res
     };
     let mut pidfd: RawFd = -1;
     let mut args = CloneArgs {
-        flags: CLONE_INTO_CGROUP | CLONE_PIDFD,
+        flags: CLONE_INTO_CGROUP | CLONE_PIDFD | spec.clone_flags,
         pidfd: &mut pidfd as *mut RawFd as u64,
         exit_signal: libc::SIGCHLD as u64,
         cgroup: cgroup_fd.as_raw_fd() as u64,
@@ -179,7 +192,7 @@ fn child_after_clone(spec: &ExecSpec, move_self: bool) -> ! {
     // execve, _exit; signal-safety(7)) on memory that was allocated before the clone and stays valid,
     // because this process never returns to Rust code that could free it.
     unsafe {
-        if move_self {
+        if move_self || spec.move_after_clone {
             if let Some(fd) = spec.procs_fd {
                 let zero = b"0";
                 if libc::write(fd, zero.as_ptr().cast(), 1) != 1 {
@@ -187,7 +200,11 @@ fn child_after_clone(spec: &ExecSpec, move_self: bool) -> ! {
                 }
             }
         }
-        // PR_SET_PDEATHSIG (prctl(2)): the kernel sends SIGKILL when the parent dies. If the
+        if let Some(c) = &spec.credentials {
+            drop_privileges(c, spec.error_fd);
+        }
+        // PR_SET_PDEATHSIG (prctl(2)): the kernel sends SIGKILL when the parent dies. It is set
+        // after the credentials change, which clears it (commit_creds in kernel/cred.c). If the
         // parent died before the call, getppid no longer names it: exit at once.
         if libc::prctl(
             libc::PR_SET_PDEATHSIG,
@@ -232,6 +249,52 @@ fn child_after_clone(spec: &ExecSpec, move_self: bool) -> ! {
     }
 }
 
+/// Who the child runs as, resolved by the parent before the clone.
+pub struct Credentials {
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+    pub groups: Vec<libc::gid_t>,
+    /// The highest capability number (/proc/sys/kernel/cap_last_cap).
+    pub cap_last: libc::c_int,
+}
+
+/// Becomes `c` for good: every capability dropped from the bounding set, no ambient ones,
+/// supplementary groups, gid and uid set (which clears the permitted and effective sets), and
+/// `no_new_privs`, so no setuid binary or file capability can give any back
+/// (capabilities(7), prctl(2)).
+///
+/// # Safety
+/// Only called in the child between clone and exec; raw system calls only.
+unsafe fn drop_privileges(c: &Credentials, error_fd: RawFd) {
+    // SAFETY: prctl, setgroups, setgid and setuid are async-signal-safe system calls; `groups`
+    // was allocated before the clone.
+    unsafe {
+        for cap in 0..=c.cap_last {
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0 {
+                fail(error_fd, 125);
+            }
+        }
+        if libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+            && *libc::__errno_location() != libc::EINVAL
+        {
+            fail(error_fd, 125);
+        }
+        if libc::setgroups(c.groups.len(), c.groups.as_ptr()) != 0
+            || libc::setgid(c.gid) != 0
+            || libc::setuid(c.uid) != 0
+            || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+        {
+            fail(error_fd, 125);
+        }
+    }
+}
+
 /// Writes errno to the error pipe and exits with `code`.
 ///
 /// # Safety
@@ -268,6 +331,25 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: Signal) -> io::Result<()
             pidfd.as_raw_fd(),
             signal as libc::c_int,
             std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Sets an extended attribute (setxattr(2)).
+pub fn setxattr(path: &CStr, name: &CStr, value: &[u8]) -> io::Result<()> {
+    // SAFETY: both strings are NUL-terminated; `value` is valid for its length.
+    let r = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
             0,
         )
     };

@@ -281,6 +281,16 @@ pub fn parse_pressure(text: &str) -> Result<PressureTrigger, UnitError> {
     })
 }
 
+/// "1 process", "2 processes": a count with its noun.
+pub fn count(n: usize, noun: &str) -> String {
+    let plural = if noun.ends_with('s') {
+        format!("{noun}es")
+    } else {
+        format!("{noun}s")
+    };
+    format!("{n} {}", if n == 1 { noun } else { &plural })
+}
+
 /// Bytes for people: "512 B", "64.0 MiB", "4.0 GiB".
 pub struct Bytes(pub u64);
 
@@ -420,6 +430,13 @@ mod tests {
         ] {
             assert!(parse_pressure(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn counts() {
+        assert_eq!(count(1, "process"), "1 process");
+        assert_eq!(count(0, "process"), "0 processes");
+        assert_eq!(count(2, "cage"), "2 cages");
     }
 
     #[test]

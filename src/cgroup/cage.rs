@@ -205,6 +205,8 @@ pub struct Cage {
     pub dir: PathBuf,
     pub main: PathBuf,
     pub applied: Applied,
+    /// Controllers to enable for the cage's children once its child has moved into `main`.
+    pub deferred: Vec<Controller>,
 }
 
 /// How often cage creation retries when a concurrent run removes the bot cgroup under it, or an
@@ -248,6 +250,7 @@ impl Cage {
                 dir,
                 bot_dir: bot_dir.clone(),
                 applied: Applied::default(),
+                deferred: Vec::new(),
             };
             match cage.setup(place, policy) {
                 Ok(()) => return Ok(cage),
@@ -313,11 +316,20 @@ impl Cage {
         // The cage enables its controllers for its own children, so that a cgroup the child
         // creates beside `main` (Claude Code does) can be limited too; it is inside the cage's
         // budget either way.
-        enable(&self.dir, &place.controllers)?;
+        // With a cgroup namespace the child starts in the cage itself (the namespace's root)
+        // and moves into `main`; the kernel's no-internal-process rule allows that only while
+        // the cage enables no controller for its children, so that waits for `enable_deferred`.
+        if policy.cgroupns {
+            self.deferred = place.controllers.clone();
+        } else {
+            enable(&self.dir, &place.controllers)?;
+        }
         std::fs::create_dir(&self.main).map_err(|source| CgroupError::Create {
             path: self.main.clone(),
             source,
-        })
+        })?;
+        mark(&self.dir);
+        Ok(())
     }
 
     /// An existing cage directory, for the operator commands.
@@ -339,6 +351,7 @@ impl Cage {
             bot_dir,
             dir,
             applied: Applied::default(),
+            deferred: Vec::new(),
         }
     }
 
@@ -356,6 +369,36 @@ impl Cage {
         }
         self.remove()?;
         Ok(n)
+    }
+
+    /// Enables the controllers `setup` deferred (see there); the child is in `main` by now.
+    pub fn enable_deferred(&self) -> Result<(), CgroupError> {
+        enable(&self.dir, &self.deferred)
+    }
+
+    /// Gives the cage's directories to the user the child runs as, the way systemd delegates:
+    /// the directories and `cgroup.procs`, `cgroup.threads` and `cgroup.subtree_control`, so
+    /// the child can make and use cgroups inside its cage (Claude Code does). The limit files
+    /// stay root's: the child cannot raise its own limits, and any cgroup it makes is inside
+    /// them.
+    pub fn delegate_to(&self, uid: u32, gid: u32) -> Result<(), CgroupError> {
+        for dir in [&self.dir, &self.main] {
+            for f in ["", PROCS, "cgroup.threads", SUBTREE_CONTROL] {
+                let p = if f.is_empty() {
+                    dir.clone()
+                } else {
+                    dir.join(f)
+                };
+                std::os::unix::fs::chown(&p, Some(uid), Some(gid)).map_err(|source| {
+                    CgroupError::Write {
+                        path: p.clone(),
+                        value: format!("owner {uid}:{gid}"),
+                        source,
+                    }
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Reads the cage's counters; files this kernel lacks count as zero.
@@ -517,6 +560,36 @@ impl Cage {
 }
 
 use std::os::fd::AsFd;
+
+/// The extended attribute that marks a cgroup as a claude-cage cage: `reap` and `kill` only
+/// ever touch a cage without a state file if it carries it. `trusted.` needs root; an
+/// unprivileged user's cages carry `user.` (cgroupfs has user xattrs since Linux 5.7).
+pub const MARK_ROOT: &std::ffi::CStr = c"trusted.claude-cage";
+pub const MARK_USER: &std::ffi::CStr = c"user.claude-cage";
+
+/// Marks `dir` as a cage; a kernel that cannot store the mark only loses the orphan clean-up
+/// of cages without a state file.
+pub fn mark(dir: &Path) {
+    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
+        return;
+    };
+    let name = if Uid::effective().is_root() {
+        MARK_ROOT
+    } else {
+        MARK_USER
+    };
+    let _ = crate::sys::setxattr(&c, name, b"1");
+}
+
+/// Whether `dir` carries the cage mark.
+pub fn is_marked(dir: &Path) -> bool {
+    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    [MARK_ROOT, MARK_USER]
+        .iter()
+        .any(|n| crate::sys::getxattr(&c, n).is_some_and(|v| v == b"1"))
+}
 
 /// Removes the bot's cgroup when no cage is left in it. A cage being created concurrently
 /// makes rmdir fail (EBUSY) or recreates the bot cgroup afterwards; both are fine.

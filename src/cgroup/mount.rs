@@ -15,6 +15,9 @@ pub struct Hierarchy {
     pub own: String,
     /// Controllers bound to cgroup v1 hierarchies (they cannot be used in v2).
     pub v1_controllers: Vec<String>,
+    /// Whether cgroup2 is mounted with `nsdelegate`: only then does the kernel refuse to move a
+    /// process out of its cgroup namespace (cgroup-v2.rst, "Delegation Containment").
+    pub nsdelegate: bool,
 }
 
 impl Hierarchy {
@@ -73,6 +76,7 @@ impl Hierarchy {
             mount: best.mount_point.clone(),
             own,
             v1_controllers,
+            nsdelegate: best.super_options.split(',').any(|o| o == "nsdelegate"),
         })
     }
 
@@ -161,6 +165,7 @@ mod tests {
         assert_eq!(h.mount, PathBuf::from("/sys/fs/cgroup/unified"));
         assert_eq!(h.own, "/");
         assert!(h.is_v1("memory") && h.is_v1("pids") && !h.is_v1("cpu"));
+        assert!(!h.nsdelegate);
         assert_eq!(
             h.dir("/bots/a"),
             PathBuf::from("/sys/fs/cgroup/unified/bots/a")
@@ -179,6 +184,7 @@ mod tests {
         assert_eq!(h.mount, PathBuf::from("/sys/fs/cgroup"));
         assert_eq!(h.own, "/system.slice/bot.service/supervisor");
         assert!(h.v1_controllers.is_empty());
+        assert!(h.nsdelegate);
     }
 
     #[test]

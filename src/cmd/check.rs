@@ -275,7 +275,8 @@ fn placement(r: &mut Report, h: &Hierarchy, parent: &Path, policy: &Policy, ctx:
         Parent::Path(_) => "the policy's parent",
     };
     r.ok(format!(
-        "{how} puts cages in {rel}/{name}/ ({})",
+        "{how} puts cages in {}/{name}/ ({})",
+        rel.trim_end_matches('/'),
         parent.join(&name).display()
     ));
     let writable = nix::unistd::access(

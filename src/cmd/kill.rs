@@ -11,7 +11,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::cgroup::{Cage, fs};
-use crate::registry::Found;
+use crate::registry::{self, CageState, Found};
 use crate::state;
 use crate::sys;
 
@@ -97,18 +97,34 @@ fn signal_all(f: &Found, sig: Signal) -> Result<String, String> {
             }
         }
     }
-    Ok(format!("sent {sig} to {n} processes in cage {}", f.id))
+    Ok(format!(
+        "sent {sig} to {} in cage {}",
+        crate::units::count(n, "process"),
+        f.id
+    ))
 }
 
 /// Kills the whole cage: through its supervisor when it is alive, directly otherwise.
 fn kill_whole(f: &Found) -> Result<String, String> {
-    if let Some(r) = f.record.as_ref().filter(|r| state::supervisor_alive(r)) {
-        let pid = Pid::from_raw(r.supervisor_pid);
+    // The supervisor: the one its state file names (pid and start time), or, for a cage still
+    // setting up (no state file yet), the live process whose pid the cage id carries.
+    let supervisor = match (&f.record, f.state) {
+        (Some(r), _) if state::supervisor_alive(r) => Some(Pid::from_raw(r.supervisor_pid)),
+        (None, CageState::Starting) => registry::split_id(&f.id).map(|(_, pid)| Pid::from_raw(pid)),
+        _ => None,
+    };
+    if let Some(pid) = supervisor {
         let pidfd = sys::pidfd_open(pid)
             .map_err(|e| format!("failed to watch the supervisor of {}: {e}", f.id))?;
-        // The start time is checked again after opening the pidfd: the pidfd then names the
-        // very process the state file describes.
-        if state::supervisor_alive(r) {
+        // Checked again after opening the pidfd: the pidfd then names the very process that
+        // was identified, not a later one with its pid.
+        let still = match &f.record {
+            Some(r) => state::supervisor_alive(r),
+            None => registry::survey_bot(&f.bot_dir())
+                .iter()
+                .any(|g| g.id == f.id && g.state == CageState::Starting),
+        };
+        if still {
             sys::send_raw_signal(pid, sys::kill_request_signal()).map_err(|e| {
                 format!(
                     "failed to signal the supervisor of {} (pid {pid}): {e}",
@@ -135,8 +151,9 @@ fn kill_whole(f: &Found) -> Result<String, String> {
         let _ = std::fs::remove_file(p);
     }
     Ok(format!(
-        "killed orphaned cage {} ({n} processes) and removed it",
-        f.id
+        "killed orphaned cage {} ({}) and removed it",
+        f.id,
+        crate::units::count(n, "process")
     ))
 }
 

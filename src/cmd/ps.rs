@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::cgroup::fs;
 use crate::registry::Found;
-use crate::units::{Bytes, Elapsed};
+use crate::units::Bytes;
 
 /// What `ps` shows of one cage; `--json` prints these with full values.
 #[derive(Debug, Clone, Serialize)]
@@ -129,6 +129,15 @@ pub fn ps(format: Format, name: Option<&str>) -> i32 {
     0
 }
 
+/// An age in whole seconds: "42s", "3m07s", "1h12m".
+fn age(s: u64) -> String {
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
 fn size(v: Option<u64>) -> String {
     v.map(|b| Bytes(b).to_string())
         .unwrap_or_else(|| "-".into())
@@ -160,9 +169,7 @@ pub fn table(rows: &[Row]) -> String {
             r.cage.clone(),
             r.bot.clone(),
             r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-            r.age_seconds
-                .map(|s| Elapsed(std::time::Duration::from_secs(s)).to_string())
-                .unwrap_or_else(|| "-".into()),
+            r.age_seconds.map(age).unwrap_or_else(|| "-".into()),
             format!(
                 "{} / {}",
                 size(r.memory_current),

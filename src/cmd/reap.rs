@@ -15,9 +15,9 @@ pub fn reap_one(found: &Found, dry_run: bool) -> Result<String, String> {
     let cage = Cage::at(found.dir.clone());
     if dry_run {
         return Ok(format!(
-            "would reap orphaned cage {} ({} processes) in {}",
+            "would reap orphaned cage {} ({}) in {}",
             found.id,
-            cage.process_count(),
+            crate::units::count(cage.process_count(), "process"),
             found.dir.display()
         ));
     }
@@ -32,8 +32,9 @@ pub fn reap_one(found: &Found, dry_run: bool) -> Result<String, String> {
         let _ = std::fs::remove_file(p);
     }
     Ok(format!(
-        "reaped orphaned cage {}: killed {n} processes, removed {}",
+        "reaped orphaned cage {}: killed {}, removed {}",
         found.id,
+        crate::units::count(n, "process"),
         found.dir.display()
     ))
 }

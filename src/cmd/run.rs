@@ -64,6 +64,8 @@ pub enum RunError {
     #[cfg(not(feature = "systemd"))]
     #[error("the systemd backend is not built into this claude-cage (cargo feature \"systemd\")")]
     NoSystemd,
+    #[error("{0}")]
+    Credentials(String),
     #[error("failed to set up signal handling")]
     Signals(#[source] nix::Error),
 }
@@ -160,6 +162,7 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
         .name
         .clone()
         .unwrap_or_else(|| policy::name_from_program(&program));
+    let credentials = credentials(&policy)?;
     let backend = choose_backend(&policy)?;
     let mut log =
         EventLog::open(policy.events_file.as_deref()).map_err(|source| RunError::Events {
@@ -184,12 +187,24 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
             for w in &placement.warnings {
                 crate::say!("claude-cage warning: {w}");
             }
+            if policy.cgroupns && !placement.hierarchy.nsdelegate {
+                crate::say!(
+                    "claude-cage warning: [cage] cgroupns hides the cgroup tree from the child but does not hold it in: {} is mounted without nsdelegate, so the kernel lets a privileged child move out of its namespace",
+                    placement.hierarchy.mount.display()
+                );
+            }
             // Orphans of this bot (a supervisor that was SIGKILLed) are reaped before a new
             // cage starts: one directory read when there are none.
             for line in crate::cmd::reap::reap_bot(&placement.parent.join(&name)) {
                 crate::say!("claude-cage note: {line}");
             }
             let cage = Cage::create(&placement, &name, &policy)?;
+            if let Some(c) = &credentials {
+                if let Err(e) = cage.delegate_to(c.uid, c.gid) {
+                    let _ = teardown(&cage, &Owner::Cgroupfs);
+                    return Err(e.into());
+                }
+            }
             if policy.swap_max.is_some()
                 && cage.applied.oom_group.is_some()
                 && cage.applied.swap_max.is_none()
@@ -199,7 +214,15 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
                 );
             }
             let env = child_env(&cage.id, &cage.dir);
-            match spawn::spawn(Some(&cage.main), &path, &command, env, original_mask) {
+            let place = if policy.cgroupns {
+                spawn::Place::Namespace {
+                    cage: &cage.dir,
+                    main: &cage.main,
+                }
+            } else {
+                spawn::Place::Leaf(&cage.main)
+            };
+            match spawn::spawn(place, &path, &command, env, original_mask, credentials) {
                 Ok(p) => (cage, p, Owner::Cgroupfs),
                 Err(e) => {
                     if let Err(re) = teardown(&cage, &Owner::Cgroupfs) {
@@ -219,6 +242,7 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
                 &path,
                 &command,
                 original_mask,
+                credentials,
             )?;
             (cage, pending, Owner::Systemd(manager))
         }
@@ -265,6 +289,11 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
             return Err(e.into());
         }
     };
+    if !cage.deferred.is_empty() {
+        if let Err(e) = cage.enable_deferred() {
+            crate::say!("claude-cage warning: {}", error_chain(&e));
+        }
+    }
     log.set_cage(&cage.id, &name);
     log.emit(&Event::Start {
         pid: child.pid.as_raw(),
@@ -412,6 +441,71 @@ fn child_env(id: &str, dir: &Path) -> Vec<(OsString, OsString)> {
         .collect()
 }
 
+/// Resolves `[cage] user` and `group` into the credentials the child drops to.
+fn credentials(policy: &Policy) -> Result<Option<sys::Credentials>, RunError> {
+    use nix::unistd::{Gid, Group, Uid, User};
+    let fail = RunError::Credentials;
+    let Some(user) = &policy.user else {
+        if policy.group.is_some() {
+            return Err(fail("[cage] group needs [cage] user".to_owned()));
+        }
+        return Ok(None);
+    };
+    if !Uid::effective().is_root() {
+        return Err(fail(format!(
+            "[cage] user = {user:?} needs claude-cage to run as root"
+        )));
+    }
+    let numeric = user.parse::<u32>().ok();
+    let entry = match numeric {
+        Some(uid) => User::from_uid(Uid::from_raw(uid)),
+        None => User::from_name(user),
+    }
+    .map_err(|e| fail(format!("failed to look up user {user:?}: {e}")))?;
+    let uid = match (&entry, numeric) {
+        (Some(u), _) => u.uid.as_raw(),
+        (None, Some(uid)) => uid,
+        (None, None) => return Err(fail(format!("no user {user:?} on this system"))),
+    };
+    let gid = match &policy.group {
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => Group::from_name(g)
+                .map_err(|e| fail(format!("failed to look up group {g:?}: {e}")))?
+                .ok_or_else(|| fail(format!("no group {g:?} on this system")))?
+                .gid
+                .as_raw(),
+        },
+        None => entry.as_ref().map(|u| u.gid.as_raw()).ok_or_else(|| {
+            fail(format!(
+                "uid {uid} has no passwd entry: set [cage] group too"
+            ))
+        })?,
+    };
+    let groups = match &entry {
+        Some(u) => {
+            let name =
+                std::ffi::CString::new(u.name.clone()).map_err(|_| fail("bad user name".into()))?;
+            nix::unistd::getgrouplist(&name, Gid::from_raw(gid))
+                .map_err(|e| fail(format!("failed to read the groups of {user:?}: {e}")))?
+                .into_iter()
+                .map(Gid::as_raw)
+                .collect()
+        }
+        None => vec![gid],
+    };
+    let cap_last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(40);
+    Ok(Some(sys::Credentials {
+        uid,
+        gid,
+        groups,
+        cap_last,
+    }))
+}
+
 /// Where cages are made, decided before anything is created.
 enum Backend {
     Cgroupfs(cgroup::Placement),
@@ -445,6 +539,10 @@ impl Owner {
 /// its go, systemd moves it into the new scope, claude-cage moves it on into `<scope>/main` and
 /// enables the controllers for the scope's children (Delegate=yes makes them ours).
 #[cfg(feature = "systemd")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the run's prepared pieces, each used once; a struct would only rename them"
+)]
 fn scope_cage(
     manager: &crate::systemd::Manager,
     h: &Hierarchy,
@@ -453,6 +551,7 @@ fn scope_cage(
     path: &Path,
     command: &[OsString],
     original_mask: SigSet,
+    mut credentials: Option<sys::Credentials>,
 ) -> Result<(Cage, spawn::Pending), RunError> {
     use crate::policy::Controller;
     use crate::systemd::scope_name;
@@ -494,7 +593,14 @@ fn scope_cage(
             // Never join an existing cage.
             continue;
         }
-        let pending = spawn::spawn(None, path, command, child_env(&id, &dir), original_mask)?;
+        let pending = spawn::spawn(
+            spawn::Place::Own,
+            path,
+            command,
+            child_env(&id, &dir),
+            original_mask,
+            credentials.take(),
+        )?;
         if let Err(e) =
             manager.start_scope(&scope, &policy.slice, &description, pending.pid, policy)
         {
@@ -508,6 +614,7 @@ fn scope_cage(
             bot_dir: dir.parent().map(Path::to_path_buf).unwrap_or_default(),
             dir,
             applied: Default::default(),
+            deferred: Vec::new(),
         };
         let finish = |cage: &mut Cage| -> Result<(), RunError> {
             let actual = std::fs::read_to_string(format!("/proc/{}/cgroup", pending.pid))
@@ -520,6 +627,7 @@ fn scope_cage(
                 ))
                 .into());
             }
+            cgroup::mark(&cage.dir);
             std::fs::create_dir(&cage.main).map_err(|source| CgroupError::Create {
                 path: cage.main.clone(),
                 source,

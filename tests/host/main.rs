@@ -5,6 +5,7 @@
 mod alerts;
 mod cleanup;
 mod exit_status;
+mod hardening;
 mod lifetime;
 mod operate;
 mod policies;

@@ -70,7 +70,7 @@ assert_eq "$rc" 1 "check without delegation: status"
 grep -qxF 'OK       cgroup v2 is mounted at /sys/fs/cgroup; claude-cage runs in cgroup /svc.service/sub' "$T/nodeleg.out" || fail "check (a): own cgroup line"
 grep -qF 'PROBLEM  placement: cannot place cages automatically: claude-cage runs in cgroup /svc.service/sub, and its parent /svc.service is not delegated to it.' "$T/nodeleg.out" ||
 	fail "check (a): no placement PROBLEM: $(grep -A1 PROBLEM "$T/nodeleg.out" | head -n 2)"
-grep -A1 '^PROBLEM  placement' "$T/nodeleg.out" | grep -qF '         fix: add `Delegate=memory pids cpu` and `DelegateSubgroup=supervisor` to [Service] of svc.service' ||
+grep -A1 '^PROBLEM  placement' "$T/nodeleg.out" | grep -E '^         fix: .*Delegate=' | grep -qF 'svc.service' ||
 	fail "check (a): the fix does not name Delegate= for svc.service: $(grep -A1 '^PROBLEM' "$T/nodeleg.out" | tail -n 1)"
 assert_eq "$(grep -c '^PROBLEM' "$T/nodeleg.out")" 1 "check (a): PROBLEM lines"
 assert_eq "$(tail -n 1 "$T/nodeleg.out")" "claude-cage check: 1 problem" "check (a): last line"
@@ -108,7 +108,7 @@ assert_eq "$(grep -c '^PROBLEM' "$T/nopids.out")" 1 "check (b): PROBLEM lines"
 assert_eq "$rc" 125 "run (b): status"
 [ -z "$leftb" ] || fail "run (b) created $leftb"
 grep -qxF 'OK       the policy'"'"'s parent puts cages in /outer/inner/vm-check-b/ (/sys/fs/cgroup/outer/inner/vm-check-b)' "$T/nopids.out" || fail "check (b): placement line"
-grep -qF 'PROBLEM  the pids controller is required by the policy but cannot be used: the pids controller is not delegated to /outer/inner (it is missing from /outer/inner/cgroup.controllers)' "$T/nopids.out" ||
+grep -qE '^PROBLEM  the pids controller is required by the policy but cannot be used: .*not delegated to /outer/inner' "$T/nopids.out" ||
 	fail "check (b): no pids PROBLEM: $(grep -A1 '^PROBLEM' "$T/nopids.out" | head -n 2)"
 grep -qF 'claude-cage: the pids controller is required by the policy but cannot be used' "$T/nopids-run.err" || fail "run (b): stderr: $(cat "$T/nopids-run.err")"
 
