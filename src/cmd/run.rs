@@ -458,10 +458,10 @@ fn credentials(policy: &Policy) -> Result<Option<sys::Credentials>, RunError> {
     }
     let numeric = user.parse::<u32>().ok();
     let entry = match numeric {
-        Some(uid) => User::from_uid(Uid::from_raw(uid)),
-        None => User::from_name(user),
-    }
-    .map_err(|e| fail(format!("failed to look up user {user:?}: {e}")))?;
+        // A uid needs no passwd entry (a minimal container may have no /etc/passwd at all).
+        Some(uid) => User::from_uid(Uid::from_raw(uid)).unwrap_or(None),
+        None => User::from_name(user).map_err(|e| fail(format!("failed to look up user {user:?}: {e}")))?,
+    };
     let uid = match (&entry, numeric) {
         (Some(u), _) => u.uid.as_raw(),
         (None, Some(uid)) => uid,
