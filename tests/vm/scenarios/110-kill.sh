@@ -93,7 +93,7 @@ idu=$(cage_id "$T/usr.events")
 op sig kill --signal USR1 "$idu"
 assert_eq "$rc" 0 "kill --signal USR1: status"
 cat "$T/sig.out"
-grep -qxE "sent SIGUSR1 to [0-9]+ processes in cage $idu" "$T/sig.out" || fail "kill --signal USR1: stdout: $(cat "$T/sig.out")"
+grep -qxE "sent SIGUSR1 to [0-9]+ process(es)? in cage $idu" "$T/sig.out" || fail "kill --signal USR1: stdout: $(cat "$T/sig.out")"
 wait_match "$T/usr1.log" 'got USR1' 10
 alive $pu || fail "the supervisor ended after kill --signal USR1"
 op ps2 ps --name vm-kill-usr

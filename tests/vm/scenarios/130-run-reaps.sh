@@ -25,7 +25,7 @@ cat "$T/new.err" "$T/new.out"
 check_exit "$T/new.events" "$rc" 0 exited
 assert_eq "$(cat "$T/new.out")" "orphan gone" "the orphan's grandchild when the new child started"
 assert_eq "$(grep -c '^claude-cage note: ' "$T/new.err")" 1 "run: note lines"
-grep -qxF "claude-cage note: reaped orphaned cage $id: killed 1 processes, removed $dir" "$T/new.err" ||
+grep -qxF "claude-cage note: reaped orphaned cage $id: killed 1 process, removed $dir" "$T/new.err" ||
 	fail "run: no 'reaped orphaned cage' note: $(cat "$T/new.err")"
 check_no_line "$T/new.err"
 alive "$gc" && fail "the orphan's grandchild $gc is still alive"
@@ -41,7 +41,7 @@ op ps ps --name vm-rr-other
 assert_eq "$(ps_col "$T/ps.out" "$idx" STATE)" orphaned "the other bot's orphan"
 op reap reap
 assert_eq "$rc" 0 "reap: status"
-assert_eq "$(cat "$T/reap.out")" "reaped orphaned cage $idx: killed 1 processes, removed $dirx" "reap: stdout"
+assert_eq "$(cat "$T/reap.out")" "reaped orphaned cage $idx: killed 1 process, removed $dirx" "reap: stdout"
 alive "$gcx" && fail "reap: the grandchild $gcx is still alive"
 [ ! -e "${dirx%/*}" ] || fail "reap: bot dir left: ${dirx%/*}"
 check_no_state "$idx"
