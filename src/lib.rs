@@ -18,6 +18,7 @@ pub mod cli;
 pub mod cmd;
 pub mod events;
 pub mod exit;
+pub mod explain;
 pub mod policy;
 pub mod registry;
 pub mod spawn;

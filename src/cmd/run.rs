@@ -10,15 +10,16 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 
 use crate::alerts::Alerts;
-use crate::cgroup::{self, Cage, CgroupError, Counters, Hierarchy};
+use crate::cgroup::{self, Cage, CgroupError, Hierarchy};
 use crate::events::{Event, EventLog, ExitRecord, Limits, Reason};
 use crate::exit;
+use crate::explain::End;
 use crate::policy::{self, Overrides, ParentDeath, Policy, PolicyError};
 use crate::spawn::{self, SpawnError};
 use crate::state;
-use crate::supervise::{self, Cause, ChildEnd, Lifetime, Outcome, Starter};
+use crate::supervise::{self, ChildEnd, Lifetime, Outcome, Starter};
 use crate::sys;
-use crate::units::{Bytes, Elapsed, Limit};
+use crate::units::Limit;
 
 /// Where the policy comes from.
 #[derive(Debug, Clone)]
@@ -377,7 +378,7 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
         peak,
         duration,
         policy: &policy,
-        cage: &cage,
+        applied: &cage.applied,
     };
     let (reason, status) = end.conclude();
     let exit_line = log.emit(&Event::Exit(ExitRecord {
@@ -460,7 +461,8 @@ fn credentials(policy: &Policy) -> Result<Option<sys::Credentials>, RunError> {
     let entry = match numeric {
         // A uid needs no passwd entry (a minimal container may have no /etc/passwd at all).
         Some(uid) => User::from_uid(Uid::from_raw(uid)).unwrap_or(None),
-        None => User::from_name(user).map_err(|e| fail(format!("failed to look up user {user:?}: {e}")))?,
+        None => User::from_name(user)
+            .map_err(|e| fail(format!("failed to look up user {user:?}: {e}")))?,
     };
     let uid = match (&entry, numeric) {
         (Some(u), _) => u.uid.as_raw(),
@@ -741,151 +743,6 @@ fn watch_starter(pid: Pid, mode: ParentDeath) -> Result<Option<Starter>, RunErro
                 "claude-cage warning: parent-death is not enforced: pidfd_open failed: {e}"
             );
             Ok(None)
-        }
-    }
-}
-
-/// Everything needed to name the reason for the end and explain it.
-struct End<'a> {
-    outcome: &'a Outcome,
-    counters: Counters,
-    bot_oom: u64,
-    peak: Option<u64>,
-    duration: Duration,
-    policy: &'a Policy,
-    cage: &'a Cage,
-}
-
-impl End<'_> {
-    /// The reason and claude-cage's exit status.
-    fn conclude(&self) -> (Reason, i32) {
-        let child_status = match self.outcome.end {
-            ChildEnd::Exited(c) => c,
-            ChildEnd::Signaled(s) => exit::SIGNALED_BASE + s as i32,
-        };
-        match self.outcome.cause {
-            Some(Cause::Timeout) => (Reason::Timeout, exit::TIMEOUT),
-            Some(Cause::StdinClosed) => (Reason::StdinClosed, exit::TIMEOUT),
-            Some(Cause::ParentDied) => (Reason::ParentDied, child_status),
-            Some(Cause::Terminated(_)) => (Reason::Terminated, child_status),
-            Some(Cause::Killed) => (Reason::Killed, exit::SIGNALED_BASE + Signal::SIGKILL as i32),
-            None => match self.outcome.end {
-                ChildEnd::Exited(c) => (Reason::Exited, c),
-                // The OOM killer sends SIGKILL; the counter tells it apart from a kill -9.
-                ChildEnd::Signaled(Signal::SIGKILL) if self.counters.oom_kill > 0 => {
-                    (Reason::OomKilled, child_status)
-                }
-                ChildEnd::Signaled(_) => (Reason::Signaled, child_status),
-            },
-        }
-    }
-
-    /// Which limit the OOM killer enforced, in words.
-    fn oom_limit(&self) -> String {
-        let fmt = |l: Option<Limit>| l.and_then(Limit::bytes).map(|b| Bytes(b).to_string());
-        if self.counters.oom > 0 {
-            match fmt(self.cage.applied.memory_max) {
-                Some(m) => format!("at memory.max {m}"),
-                None => "at the cage's memory limit".to_owned(),
-            }
-        } else if self.bot_oom > 0 {
-            match fmt(self.cage.applied.bot_memory_max) {
-                Some(m) => format!("at the bot's aggregate memory-max {m}"),
-                None => "at the bot's aggregate memory limit".to_owned(),
-            }
-        } else {
-            "outside the cage's limits (the host or an enclosing cgroup ran out of memory)"
-                .to_owned()
-        }
-    }
-
-    fn peak(&self) -> String {
-        self.peak
-            .map(|p| format!(" (peak {})", Bytes(p)))
-            .unwrap_or_default()
-    }
-
-    fn leftovers(&self) -> String {
-        match self.outcome.leftover {
-            0 => String::new(),
-            1 => "; killed 1 leftover process".to_owned(),
-            n => format!("; killed {n} leftover processes"),
-        }
-    }
-
-    fn child_end(&self) -> String {
-        match self.outcome.end {
-            ChildEnd::Exited(c) => format!("exited with status {c}"),
-            ChildEnd::Signaled(s) => {
-                format!("was killed by {s} ({})", exit::SIGNALED_BASE + s as i32)
-            }
-        }
-    }
-
-    /// The one line for stderr, after "claude-cage: <cage>: ".
-    fn explain(&self, reason: Reason) -> String {
-        let after = Elapsed(self.duration);
-        let oom_note = if self.counters.oom_kill > 0 && reason != Reason::OomKilled {
-            let n = self.counters.oom_kill;
-            format!(
-                "; {n} process{} in the cage {} OOM-killed {}{}",
-                if n == 1 { "" } else { "es" },
-                if n == 1 { "was" } else { "were" },
-                self.oom_limit(),
-                self.peak()
-            )
-        } else {
-            String::new()
-        };
-        let tail = format!("{oom_note}{}", self.leftovers());
-        match reason {
-            Reason::OomKilled => format!(
-                "killed by the kernel OOM killer {}{} after {after}{}",
-                self.oom_limit(),
-                self.peak(),
-                self.leftovers()
-            ),
-            Reason::Exited => format!(
-                "exited with status {} after {after}{tail}",
-                match self.outcome.end {
-                    ChildEnd::Exited(c) => c,
-                    ChildEnd::Signaled(_) => 0,
-                }
-            ),
-            Reason::Signaled => format!(
-                "{} after {after}{tail}",
-                self.child_end().replacen("was killed", "killed", 1)
-            ),
-            Reason::Timeout => format!(
-                "max-runtime {} ran out; killed the cage{}",
-                Elapsed(self.policy.max_runtime.unwrap_or_default()),
-                tail
-            ),
-            Reason::StdinClosed => format!(
-                "stdin was closed and the child did not exit within stdin-eof-grace {}; killed the cage after {after}{tail}",
-                Elapsed(self.policy.stdin_eof_grace.unwrap_or_default())
-            ),
-            Reason::ParentDied => format!(
-                "the process that started claude-cage died; killed the cage after {after}{tail}"
-            ),
-            Reason::Terminated => {
-                let sig = match self.outcome.cause {
-                    Some(Cause::Terminated(s)) => s.as_str(),
-                    _ => "a signal",
-                };
-                if self.outcome.killed_by_us {
-                    format!(
-                        "received {sig}; the child did not exit within term-grace {}; killed the cage after {after}{tail}",
-                        Elapsed(self.policy.term_grace)
-                    )
-                } else {
-                    format!(
-                        "received {sig}, forwarded it; the child {} after {after}{tail}",
-                        self.child_end()
-                    )
-                }
-            }
-            Reason::Killed => format!("killed by an operator after {after}{tail}"),
         }
     }
 }

@@ -1,0 +1,368 @@
+//! Naming why a cage ended and saying it in one line: the reason and exit status from what
+//! supervision observed, and the sentence after "claude-cage: <cage-id>: " that the Agent SDK
+//! copies into its error message.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::cgroup::{Applied, Counters};
+use crate::events::Reason;
+use crate::exit;
+use crate::policy::Policy;
+use crate::supervise::{Cause, ChildEnd, Outcome};
+use crate::units::{Bytes, Elapsed, Limit};
+
+/// Everything needed to name the reason for the end and explain it.
+pub struct End<'a> {
+    pub outcome: &'a Outcome,
+    pub counters: Counters,
+    pub bot_oom: u64,
+    pub peak: Option<u64>,
+    pub duration: Duration,
+    pub policy: &'a Policy,
+    /// The limits the cage had.
+    pub applied: &'a Applied,
+}
+
+impl End<'_> {
+    /// The reason and claude-cage's exit status.
+    pub fn conclude(&self) -> (Reason, i32) {
+        let child_status = match self.outcome.end {
+            ChildEnd::Exited(c) => c,
+            ChildEnd::Signaled(s) => exit::SIGNALED_BASE + s as i32,
+        };
+        match self.outcome.cause {
+            Some(Cause::Timeout) => (Reason::Timeout, exit::TIMEOUT),
+            Some(Cause::StdinClosed) => (Reason::StdinClosed, exit::TIMEOUT),
+            Some(Cause::ParentDied) => (Reason::ParentDied, child_status),
+            Some(Cause::Terminated(_)) => (Reason::Terminated, child_status),
+            Some(Cause::Killed) => (Reason::Killed, exit::SIGNALED_BASE + Signal::SIGKILL as i32),
+            None => match self.outcome.end {
+                ChildEnd::Exited(c) => (Reason::Exited, c),
+                // The OOM killer sends SIGKILL; the counter tells it apart from a kill -9.
+                ChildEnd::Signaled(Signal::SIGKILL) if self.counters.oom_kill > 0 => {
+                    (Reason::OomKilled, child_status)
+                }
+                ChildEnd::Signaled(_) => (Reason::Signaled, child_status),
+            },
+        }
+    }
+
+    /// Which limit the OOM killer enforced, in words.
+    fn oom_limit(&self) -> String {
+        let fmt = |l: Option<Limit>| l.and_then(Limit::bytes).map(|b| Bytes(b).to_string());
+        if self.counters.oom > 0 {
+            match fmt(self.applied.memory_max) {
+                Some(m) => format!("at memory.max {m}"),
+                None => "at the cage's memory limit".to_owned(),
+            }
+        } else if self.bot_oom > 0 {
+            match fmt(self.applied.bot_memory_max) {
+                Some(m) => format!("at the bot's aggregate memory-max {m}"),
+                None => "at the bot's aggregate memory limit".to_owned(),
+            }
+        } else {
+            "outside the cage's limits (the host or an enclosing cgroup ran out of memory)"
+                .to_owned()
+        }
+    }
+
+    fn peak(&self) -> String {
+        self.peak
+            .map(|p| format!(" (peak {})", Bytes(p)))
+            .unwrap_or_default()
+    }
+
+    fn leftovers(&self) -> String {
+        match self.outcome.leftover {
+            0 => String::new(),
+            1 => "; killed 1 leftover process".to_owned(),
+            n => format!("; killed {n} leftover processes"),
+        }
+    }
+
+    fn child_end(&self) -> String {
+        match self.outcome.end {
+            ChildEnd::Exited(c) => format!("exited with status {c}"),
+            ChildEnd::Signaled(s) => {
+                format!("was killed by {s} ({})", exit::SIGNALED_BASE + s as i32)
+            }
+        }
+    }
+
+    /// The one line for stderr, after "claude-cage: <cage>: ".
+    pub fn explain(&self, reason: Reason) -> String {
+        let after = Elapsed(self.duration);
+        let oom_note = if self.counters.oom_kill > 0 && reason != Reason::OomKilled {
+            let n = self.counters.oom_kill;
+            format!(
+                "; {n} process{} in the cage {} OOM-killed {}{}",
+                if n == 1 { "" } else { "es" },
+                if n == 1 { "was" } else { "were" },
+                self.oom_limit(),
+                self.peak()
+            )
+        } else {
+            String::new()
+        };
+        let tail = format!("{oom_note}{}", self.leftovers());
+        match reason {
+            Reason::OomKilled => format!(
+                "killed by the kernel OOM killer {}{} after {after}{}",
+                self.oom_limit(),
+                self.peak(),
+                self.leftovers()
+            ),
+            Reason::Exited => format!(
+                "exited with status {} after {after}{tail}",
+                match self.outcome.end {
+                    ChildEnd::Exited(c) => c,
+                    ChildEnd::Signaled(_) => 0,
+                }
+            ),
+            Reason::Signaled => format!(
+                "{} after {after}{tail}",
+                self.child_end().replacen("was killed", "killed", 1)
+            ),
+            Reason::Timeout => format!(
+                "max-runtime {} ran out; killed the cage{}",
+                Elapsed(self.policy.max_runtime.unwrap_or_default()),
+                tail
+            ),
+            Reason::StdinClosed => format!(
+                "stdin was closed and the child did not exit within stdin-eof-grace {}; killed the cage after {after}{tail}",
+                Elapsed(self.policy.stdin_eof_grace.unwrap_or_default())
+            ),
+            Reason::ParentDied => format!(
+                "the process that started claude-cage died; killed the cage after {after}{tail}"
+            ),
+            Reason::Terminated => {
+                let sig = match self.outcome.cause {
+                    Some(Cause::Terminated(s)) => s.as_str(),
+                    _ => "a signal",
+                };
+                if self.outcome.killed_by_us {
+                    format!(
+                        "received {sig}; the child did not exit within term-grace {}; killed the cage after {after}{tail}",
+                        Elapsed(self.policy.term_grace)
+                    )
+                } else {
+                    format!(
+                        "received {sig}, forwarded it; the child {} after {after}{tail}",
+                        self.child_end()
+                    )
+                }
+            }
+            Reason::Killed => format!("killed by an operator after {after}{tail}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        crate::policy::parse(
+            "[lifetime]\nmax-runtime = \"4h\"\nstdin-eof-grace = \"10s\"\n",
+            "p",
+            &Default::default(),
+            1 << 30,
+        )
+        .unwrap()
+    }
+
+    /// Each way a cage ends: its reason, status, and a fragment of its line.
+    #[test]
+    fn reasons_statuses_and_lines() {
+        let applied = Applied {
+            memory_max: Some(Limit::Bytes(4 << 30)),
+            bot_memory_max: Some(Limit::Bytes(6 << 30)),
+            ..Default::default()
+        };
+        let p = policy();
+        let oom = Counters {
+            oom: 1,
+            oom_kill: 1,
+            ..Default::default()
+        };
+        let bot_oom_only = Counters {
+            oom_kill: 1,
+            ..Default::default()
+        };
+        let none = Counters::default();
+        use ChildEnd::*;
+        let cases: &[(ChildEnd, Option<Cause>, Counters, u64, Reason, i32, &str)] = &[
+            (
+                Exited(0),
+                None,
+                none,
+                0,
+                Reason::Exited,
+                0,
+                "exited with status 0",
+            ),
+            (
+                Exited(1),
+                None,
+                none,
+                0,
+                Reason::Exited,
+                1,
+                "exited with status 1",
+            ),
+            (
+                Exited(1),
+                None,
+                oom,
+                0,
+                Reason::Exited,
+                1,
+                "1 process in the cage was OOM-killed at memory.max 4.0 GiB",
+            ),
+            (
+                Signaled(Signal::SIGKILL),
+                None,
+                oom,
+                0,
+                Reason::OomKilled,
+                137,
+                "killed by the kernel OOM killer at memory.max 4.0 GiB (peak 4.0 GiB) after 1h12m",
+            ),
+            (
+                Signaled(Signal::SIGKILL),
+                None,
+                bot_oom_only,
+                1,
+                Reason::OomKilled,
+                137,
+                "at the bot's aggregate memory-max 6.0 GiB",
+            ),
+            (
+                Signaled(Signal::SIGKILL),
+                None,
+                bot_oom_only,
+                0,
+                Reason::OomKilled,
+                137,
+                "the host or an enclosing cgroup ran out of memory",
+            ),
+            (
+                Signaled(Signal::SIGKILL),
+                None,
+                none,
+                0,
+                Reason::Signaled,
+                137,
+                "killed by SIGKILL (137)",
+            ),
+            (
+                Signaled(Signal::SIGSEGV),
+                None,
+                none,
+                0,
+                Reason::Signaled,
+                139,
+                "SIGSEGV",
+            ),
+            (
+                Signaled(Signal::SIGKILL),
+                Some(Cause::Timeout),
+                none,
+                0,
+                Reason::Timeout,
+                124,
+                "max-runtime 4h00m ran out",
+            ),
+            (
+                Signaled(Signal::SIGKILL),
+                Some(Cause::StdinClosed),
+                none,
+                0,
+                Reason::StdinClosed,
+                124,
+                "stdin-eof-grace 10.0s",
+            ),
+            (
+                Signaled(Signal::SIGKILL),
+                Some(Cause::ParentDied),
+                none,
+                0,
+                Reason::ParentDied,
+                137,
+                "the process that started claude-cage died",
+            ),
+            (
+                Signaled(Signal::SIGTERM),
+                Some(Cause::Terminated(Signal::SIGTERM)),
+                none,
+                0,
+                Reason::Terminated,
+                143,
+                "received SIGTERM, forwarded it",
+            ),
+            (
+                Signaled(Signal::SIGKILL),
+                Some(Cause::Killed),
+                none,
+                0,
+                Reason::Killed,
+                137,
+                "killed by an operator",
+            ),
+        ];
+        for (end, cause, counters, bot_oom, reason, status, fragment) in cases {
+            let outcome = Outcome {
+                end: *end,
+                cause: *cause,
+                leftover: 0,
+                killed_by_us: false,
+            };
+            let e = End {
+                outcome: &outcome,
+                counters: *counters,
+                bot_oom: *bot_oom,
+                peak: Some(4 << 30),
+                duration: Duration::from_secs(4320),
+                policy: &p,
+                applied: &applied,
+            };
+            assert_eq!(e.conclude(), (*reason, *status), "{end:?} {cause:?}");
+            let line = e.explain(*reason);
+            assert!(line.contains(fragment), "{line:?} lacks {fragment:?}");
+            assert!(!line.contains('\n'), "one line: {line:?}");
+        }
+    }
+
+    #[test]
+    fn leftovers_are_counted_in_words() {
+        let p = policy();
+        let applied = Applied::default();
+        for (n, words) in [
+            (1, "killed 1 leftover process"),
+            (3, "killed 3 leftover processes"),
+        ] {
+            let outcome = Outcome {
+                end: ChildEnd::Exited(2),
+                cause: None,
+                leftover: n,
+                killed_by_us: false,
+            };
+            let e = End {
+                outcome: &outcome,
+                counters: Counters::default(),
+                bot_oom: 0,
+                peak: None,
+                duration: Duration::from_millis(5),
+                policy: &p,
+                applied: &applied,
+            };
+            assert!(
+                e.explain(Reason::Exited).ends_with(words),
+                "{}",
+                e.explain(Reason::Exited)
+            );
+        }
+    }
+}
