@@ -173,6 +173,10 @@ mod tests {
         .unwrap()
     }
 
+    /// A child's end, why claude-cage ended it, the cage's counters, the bot's `oom` counter,
+    /// then the expected reason, status and a fragment of the line.
+    type Case = (ChildEnd, Option<Cause>, Counters, u64, Reason, i32, &'static str);
+
     /// Each way a cage ends: its reason, status, and a fragment of its line.
     #[test]
     fn reasons_statuses_and_lines() {
@@ -193,7 +197,7 @@ mod tests {
         };
         let none = Counters::default();
         use ChildEnd::*;
-        let cases: &[(ChildEnd, Option<Cause>, Counters, u64, Reason, i32, &str)] = &[
+        let cases: &[Case] = &[
             (
                 Exited(0),
                 None,
