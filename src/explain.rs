@@ -175,7 +175,15 @@ mod tests {
 
     /// A child's end, why claude-cage ended it, the cage's counters, the bot's `oom` counter,
     /// then the expected reason, status and a fragment of the line.
-    type Case = (ChildEnd, Option<Cause>, Counters, u64, Reason, i32, &'static str);
+    type Case = (
+        ChildEnd,
+        Option<Cause>,
+        Counters,
+        u64,
+        Reason,
+        i32,
+        &'static str,
+    );
 
     /// Each way a cage ends: its reason, status, and a fragment of its line.
     #[test]
@@ -322,6 +330,8 @@ mod tests {
                 cause: *cause,
                 leftover: 0,
                 killed_by_us: false,
+                counters: Counters::default(),
+                peak: None,
             };
             let e = End {
                 outcome: &outcome,
@@ -352,6 +362,8 @@ mod tests {
                 cause: None,
                 leftover: n,
                 killed_by_us: false,
+                counters: Counters::default(),
+                peak: None,
             };
             let e = End {
                 outcome: &outcome,

@@ -41,12 +41,33 @@ pub fn own_dir() -> PathBuf {
     }
 }
 
-/// Every state directory this user may read: root also reads each user's.
+/// Every state directory this user may read: root also reads each user's, in
+/// `/run/user/*/claude-cage` and in `/tmp/claude-cage-<uid>` (a service without
+/// `$XDG_RUNTIME_DIR`) when that directory belongs to that uid.
 pub fn readable_dirs() -> Vec<PathBuf> {
     let mut dirs = vec![own_dir()];
     if Uid::effective().is_root() {
         if let Ok(rd) = std::fs::read_dir("/run/user") {
             dirs.extend(rd.flatten().map(|e| e.path().join("claude-cage")));
+        }
+        if let Ok(rd) = std::fs::read_dir("/tmp") {
+            use std::os::unix::fs::MetadataExt;
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let Some(uid) = name
+                    .to_str()
+                    .and_then(|n| n.strip_prefix("claude-cage-"))
+                    .and_then(|u| u.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                if e.path()
+                    .symlink_metadata()
+                    .is_ok_and(|m| m.is_dir() && m.uid() == uid)
+                {
+                    dirs.push(e.path());
+                }
+            }
         }
     }
     dirs
@@ -60,7 +81,7 @@ pub fn path_in(dir: &Path, cage: &str) -> PathBuf {
 /// Writes the record atomically: a temporary file renamed over the final name, so a reader
 /// never sees half a file.
 pub fn write(dir: &Path, record: &Record) -> io::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
+    create_private_dir(dir)?;
     let path = path_in(dir, &record.cage);
     let tmp = dir.join(format!(".{}.json.tmp", record.cage));
     let mut f = std::fs::File::create(&tmp)?;
@@ -71,6 +92,33 @@ pub fn write(dir: &Path, record: &Record) -> io::Result<PathBuf> {
         let _ = std::fs::remove_file(&tmp);
     })?;
     Ok(path)
+}
+
+/// Creates the state directory (mode 0700) and makes sure it is this user's own: in /tmp,
+/// another user could have made it first.
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::symlink_metadata(dir)?;
+    if !meta.is_dir() || meta.uid() != Uid::effective().as_raw() {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is not a directory owned by uid {}",
+                dir.display(),
+                Uid::effective()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Reads one state file.

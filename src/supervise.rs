@@ -73,6 +73,11 @@ pub struct Outcome {
     pub leftover: usize,
     /// Whether claude-cage killed the cage before the child ended.
     pub killed_by_us: bool,
+    /// The counters as last seen while the cage lived: the systemd backend's scope may be gone
+    /// (stopped by systemd once empty) before they can be read again.
+    pub counters: Counters,
+    /// `memory.peak`, read as soon as the child was reaped, for the same reason.
+    pub peak: Option<u64>,
 }
 
 /// Lifetime settings.
@@ -128,6 +133,8 @@ pub fn supervise(
                 cause,
                 leftover,
                 killed_by_us: killed_at_count.is_some(),
+                counters: watch.map(|w| w.seen).unwrap_or_default(),
+                peak: cage.memory_peak(),
             });
         }
 

@@ -112,9 +112,12 @@ impl Manager {
         if let Some(v) = bytes(policy.swap_max) {
             props.push(("MemorySwapMax", Value::from(v)));
         }
-        if let Some(v) = bytes(policy.pids_max) {
-            props.push(("TasksMax", Value::from(v)));
-        }
+        // Unset means unlimited, as with cgroupfs; left out, systemd would apply its
+        // DefaultTasksMax= (15% of the kernel's limit) to the scope.
+        props.push((
+            "TasksMax",
+            Value::from(bytes(policy.pids_max).unwrap_or(u64::MAX)),
+        ));
         if let Some(c) = policy.cpu_max {
             let per_sec = match c {
                 CpuMax::Max => u64::MAX,

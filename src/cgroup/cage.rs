@@ -459,8 +459,12 @@ impl Cage {
     }
 
     /// Whether any process is left in the cage (`cgroup.events populated`).
+    /// A cage whose directory is gone (systemd removes an empty scope at once) is empty.
     pub fn populated(&self) -> Result<bool, CgroupError> {
-        Ok(fs::keyed(&fs::read(&self.dir, EVENTS)?, "populated").unwrap_or(0) != 0)
+        match fs::read_optional(&self.dir, EVENTS)? {
+            Some(t) => Ok(fs::keyed(&t, "populated").unwrap_or(0) != 0),
+            None => Ok(false),
+        }
     }
 
     /// Kills every process in the cage at once. `cgroup.kill` is atomic with respect to forks;
@@ -508,11 +512,15 @@ impl Cage {
                     source,
                 }
             })?;
-        ino.add_watch(&events, AddWatchFlags::IN_MODIFY)
-            .map_err(|source| CgroupError::Watch {
-                path: events.clone(),
-                source,
-            })?;
+        match ino.add_watch(&events, AddWatchFlags::IN_MODIFY) {
+            // The cgroup is gone already (a scope systemd stopped once it was empty).
+            Err(nix::Error::ENOENT) => return Ok(true),
+            r => r,
+        }
+        .map_err(|source| CgroupError::Watch {
+            path: events.clone(),
+            source,
+        })?;
         let deadline = Instant::now() + timeout;
         // The watch is in place before the first read, so a change after it cannot be missed.
         loop {

@@ -149,9 +149,13 @@ pub fn check(policy: Option<&Path>) -> i32 {
     let Some(policy) = policy else {
         return 1;
     };
-    match cgroup::choose_parent(&h, &policy.parent) {
-        Err(e) => r.problem(format!("placement: {e}"), delegation_fix(&ctx)),
-        Ok(parent) => placement(&mut r, &h, &parent, &policy, &ctx),
+    if run::wants_systemd(&policy, &h) {
+        systemd_backend(&mut r, &h, &policy);
+    } else {
+        match cgroup::choose_parent(&h, &policy.parent) {
+            Err(e) => r.problem(format!("placement: {e}"), delegation_fix(&ctx)),
+            Ok(parent) => placement(&mut r, &h, &parent, &policy, &ctx),
+        }
     }
 
     let program = policy
@@ -175,6 +179,39 @@ pub fn check(policy: Option<&Path>) -> i32 {
             if r.problems == 1 { "" } else { "s" }
         );
         1
+    }
+}
+
+/// The systemd backend: the service manager must answer, and the controllers the policy
+/// requires must exist in the hierarchy (systemd enables them for the scope).
+fn systemd_backend(r: &mut Report, h: &Hierarchy, policy: &Policy) {
+    #[cfg(feature = "systemd")]
+    match crate::systemd::Manager::connect() {
+        Ok(m) => r.ok(format!(
+            "backend systemd: cages are transient scopes in {} of the {} service manager",
+            policy.slice,
+            if m.user { "user's" } else { "system" }
+        )),
+        Err(e) => r.problem(
+            format!("backend systemd: {}", run::error_chain(&e)),
+            "run as root for the system manager, or in a user session whose bus is reachable ($DBUS_SESSION_BUS_ADDRESS or $XDG_RUNTIME_DIR/bus); or set [cage] backend = \"cgroupfs\" inside a delegated subtree",
+        ),
+    }
+    #[cfg(not(feature = "systemd"))]
+    r.problem(
+        "backend systemd: this claude-cage was built without the systemd feature",
+        "rebuild with the default features, or set [cage] backend = \"cgroupfs\"",
+    );
+    let root = fs::read(&h.mount, fs::CONTROLLERS)
+        .map(|t| fs::words(&t))
+        .unwrap_or_default();
+    for c in &policy.require {
+        if !root.iter().any(|x| x == c.name()) {
+            r.problem(
+                format!("the {c} controller required by the policy is not in the cgroup v2 hierarchy"),
+                "boot with systemd.unified_cgroup_hierarchy=1 so that every controller moves to cgroup v2",
+            );
+        }
     }
 }
 

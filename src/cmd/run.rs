@@ -10,7 +10,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 
 use crate::alerts::Alerts;
-use crate::cgroup::{self, Cage, CgroupError, Hierarchy};
+use crate::cgroup::{self, Cage, CgroupError, Counters, Hierarchy};
 use crate::events::{Event, EventLog, ExitRecord, Limits, Reason};
 use crate::exit;
 use crate::explain::End;
@@ -346,13 +346,24 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
                 cause: None,
                 leftover: 0,
                 killed_by_us: true,
+                counters: Counters::default(),
+                peak: None,
             }
         }
     };
     let duration = started.elapsed();
 
     // End: kill whatever is left, wait until the cage is empty, read the final figures, remove.
-    let counters = cage.counters();
+    // Counters only grow: the larger of what supervision saw and what the cage says now (a
+    // systemd scope may already be gone, and then reads as zero).
+    let now = cage.counters();
+    let seen = outcome.counters;
+    let counters = Counters {
+        high: now.high.max(seen.high),
+        oom: now.oom.max(seen.oom),
+        oom_kill: now.oom_kill.max(seen.oom_kill),
+        pids_max: now.pids_max.max(seen.pids_max),
+    };
     let bot_oom = cage.bot_oom();
     let cleanup = teardown_with(&cage, &owner, || {
         let mut ignored = None;
@@ -360,7 +371,7 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
             alerts.reaped(pid, st);
         });
     });
-    let peak = cleanup.as_ref().ok().copied().flatten();
+    let peak = cleanup.as_ref().ok().copied().flatten().or(outcome.peak);
     match &cleanup {
         // The state file stays while the cage does, so that `reap` finds it.
         Err(e) => crate::say!("claude-cage warning: {}", error_chain(e)),
@@ -698,17 +709,7 @@ fn scope_cage(
 /// does not run this machine; the systemd backend otherwise.
 fn choose_backend(policy: &Policy) -> Result<Backend, RunError> {
     let h = Hierarchy::discover()?;
-    let systemd = match policy.backend {
-        policy::Backend::Cgroupfs => false,
-        policy::Backend::Systemd => true,
-        policy::Backend::Auto => {
-            matches!(policy.parent, policy::Parent::Auto)
-                && Path::new("/run/systemd/system").is_dir()
-                && h.own != "/"
-                && cgroup::choose_parent(&h, &policy.parent).is_err()
-        }
-    };
-    if !systemd {
+    if !wants_systemd(policy, &h) {
         let parent = cgroup::choose_parent(&h, &policy.parent)?;
         return Ok(Backend::Cgroupfs(cgroup::plan(h, parent, policy)?));
     }
@@ -722,6 +723,20 @@ fn choose_backend(policy: &Policy) -> Result<Backend, RunError> {
     }
     #[cfg(not(feature = "systemd"))]
     Err(RunError::NoSystemd)
+}
+
+/// Whether the policy's backend is systemd, "auto" resolved on this host.
+pub fn wants_systemd(policy: &Policy, h: &Hierarchy) -> bool {
+    match policy.backend {
+        policy::Backend::Cgroupfs => false,
+        policy::Backend::Systemd => true,
+        policy::Backend::Auto => {
+            matches!(policy.parent, policy::Parent::Auto)
+                && Path::new("/run/systemd/system").is_dir()
+                && h.own != "/"
+                && cgroup::choose_parent(h, &policy.parent).is_err()
+        }
+    }
 }
 
 /// Opens a pidfd on the process that started claude-cage, so that its death wakes the poll
