@@ -1,0 +1,83 @@
+# systemd backend as root: a cage is a transient scope claude-cage-<cage-id>.scope in
+# claude-cage.slice, with the policy's limits as unit properties and in the cgroup files, the
+# child in <scope>/main; SIGTERM ends it (143, terminated) and the scope is gone; an
+# over-allocation is OOM-killed: 137, reason oom-killed, one 'claude-cage: ' line, no unit left.
+# [bot] limits do not apply with the systemd backend: a warning says so.
+# vmtest-timeout: 120
+
+systemd_policy "$T/p.toml" sd-root \
+	'[memory]' 'high = "48M"' 'max = "64M"' 'swap-max = "0"' \
+	'[pids]' 'max = 64' \
+	'[cpu]' 'max = "50%"' 'weight = 50'
+
+# --- a running cage: the scope and its limits ---
+cage_bg run --policy "$T/p.toml" -- sleep 61
+sup=$!
+wait_event "$T/run.events" start 20
+id=$(cage_id "$T/run.events")
+scope=$(scope_of "$T/run.events")
+pid=$(ev_field "$T/run.events" start pid)
+note "cage $id, scope $scope, child $pid"
+assert_eq "$(cage_units)" "$scope" "the claude-cage units while the cage runs"
+assert_eq "$(unit_prop "$scope" ActiveState)" active "$scope ActiveState"
+assert_eq "$(unit_prop "$scope" Slice)" claude-cage.slice "$scope Slice"
+assert_eq "$(unit_prop "$scope" ControlGroup)" "$SLICE_CG/$scope" "$scope ControlGroup"
+assert_eq "$(unit_prop "$scope" MemoryMax)" 67108864 "$scope MemoryMax"
+assert_eq "$(unit_prop "$scope" MemoryHigh)" 50331648 "$scope MemoryHigh"
+assert_eq "$(unit_prop "$scope" MemorySwapMax)" 0 "$scope MemorySwapMax"
+assert_eq "$(unit_prop "$scope" TasksMax)" 64 "$scope TasksMax"
+assert_eq "$(unit_prop "$scope" CPUQuotaPerSecUSec)" 500ms "$scope CPUQuotaPerSecUSec"
+assert_eq "$(unit_prop "$scope" CPUWeight)" 50 "$scope CPUWeight"
+assert_eq "$(unit_prop "$scope" Delegate)" yes "$scope Delegate"
+desc=$(unit_prop "$scope" Description)
+case "$desc" in "claude-cage sd-root: "*"sleep 61"*) ;; *) fail "$scope Description: expected 'claude-cage sd-root: ...sleep 61', got '$desc'" ;; esac
+systemctl show -p MemoryMax,MemoryHigh,TasksMax,CPUQuotaPerSecUSec,CPUWeight,Slice,ControlGroup,Description "$scope" | capture show-scope
+# the same limits in the cgroup files, the child in <scope>/main
+dir=$CG$SLICE_CG/$scope
+assert_eq "$(cage_dir "$T/run.events")" "$dir" "start event cgroup"
+assert_eq "$(cat "$dir/memory.max")" 67108864 "$dir/memory.max"
+assert_eq "$(cat "$dir/memory.high")" 50331648 "$dir/memory.high"
+assert_eq "$(cat "$dir/pids.max")" 64 "$dir/pids.max"
+assert_eq "$(cat "$dir/cpu.max")" "50000 100000" "$dir/cpu.max"
+assert_eq "$(cgroup_of "$pid")" "$SLICE_CG/$scope/main" "the child's cgroup"
+case "$(cgroup_of "$sup")" in */claude-cage.slice/*) fail "the supervisor $sup is inside the slice: $(cgroup_of "$sup")" ;; esac
+assert_eq "$(ev_field "$T/run.events" start limits | jq -r '.["memory-max"]')" 67108864 "start event limits.memory-max"
+# the child's environment names its cage
+assert_eq "$(tr '\0' '\n' <"/proc/$pid/environ" | sed -n 's/^CLAUDE_CAGE_CGROUP=//p')" "$dir" "the child's CLAUDE_CAGE_CGROUP"
+
+# SIGTERM to claude-cage: forwarded, status 143, reason terminated, the scope is gone
+kill -TERM "$sup"
+wait "$sup"
+rc=$?
+check_exit "$T/run.events" "$rc" 143 terminated
+check_one_line "$T/run.err" "$T/run.events" 'SIGTERM'
+later check_no_warning "$T/run.err"
+later check_no_state "$id"
+dead "$pid" || fail "the child $pid outlived its cage"
+check_no_units
+[ ! -e "$dir" ] || fail "the scope's cgroup is left: $dir"
+
+# --- an over-allocation: OOM-killed inside the scope (no memory.high: throttling is slow) ---
+systemd_policy "$T/oom.toml" sd-root '[memory]' 'max = "64M"' 'swap-max = "0"'
+cage oom --policy "$T/oom.toml" -- alloc 100 5
+cat "$T/oom.err"
+later check_exit "$T/oom.events" "$rc" 137 oom-killed
+later check_one_line "$T/oom.err" "$T/oom.events" 'memory|oom'
+later check_no_warning "$T/oom.err"
+later check_no_state "$(cage_id "$T/oom.events")"
+later assert_ge "$(ev_field "$T/oom.events" exit oom-kills)" 1 "exit event oom-kills"
+later assert_le "$(ev_field "$T/oom.events" exit memory-peak)" 67108864 "exit event memory-peak"
+grep -q 'alloc: touched' "$T/oom.out" && fail "alloc touched all 100 MB under MemoryMax=64M"
+assert_eq "$(systemctl list-units --all --no-legend --plain 'claude-cage-*')" "" "systemctl list-units --all 'claude-cage-*' after the OOM kill"
+check_no_units
+[ ! -e "$CG$SLICE_CG/$(scope_of "$T/oom.events")" ] || fail "the OOM-killed cage's cgroup is left"
+
+# --- [bot] limits are not applied by the systemd backend, and a warning says so ---
+systemd_policy "$T/bot.toml" sd-root '[bot]' 'memory-max = "200M"' '[memory]' 'max = "64M"'
+cage bot --policy "$T/bot.toml" -- true
+cat "$T/bot.err"
+check_exit "$T/bot.events" "$rc" 0 exited
+grep -iE 'warning' "$T/bot.err" | grep -qiE 'bot' || fail "no warning about [bot] limits with the systemd backend: $(head -c 300 "$T/bot.err")"
+assert_eq "$(ev_field "$T/bot.events" start limits | jq -r '.["bot-memory-max"]')" null "start event limits.bot-memory-max"
+check_no_units
+later check_no_state "$(cage_id "$T/bot.events")"

@@ -1,0 +1,51 @@
+# systemd backend as the unprivileged user bot (uid 1000) through its user manager: the scope is
+# made by user@1000.service (the cgroup is below it), carries the limits, and is gone afterwards;
+# an over-allocation is OOM-killed there too (user@.service delegates memory pids cpu).
+# vmtest-timeout: 120
+
+um=$CG/user.slice/user-1000.slice/user@1000.service
+note "user@1000.service controllers: $(cat "$um/cgroup.controllers")"
+systemd_policy "$T/p.toml" sd-user \
+	'[memory]' 'max = "64M"' 'swap-max = "0"' \
+	'[pids]' 'max = 32'
+
+export CAGE_AS=bot
+cage_bg run --policy "$T/p.toml" -- sleep 62
+rpid=$!
+wait_event "$T/run.events" start 20
+id=$(cage_id "$T/run.events")
+scope=$(scope_of "$T/run.events")
+pid=$(ev_field "$T/run.events" start pid)
+sup=$(pgrep -u bot -f "^claude-cage run --events $T/run.events")
+note "cage $id, scope $scope, child $pid, supervisor $sup"
+assert_num "$sup" "pid of bot's claude-cage"
+assert_eq "$(cage_units --user)" "$scope" "the claude-cage units of bot's user manager"
+[ -z "$(cage_units)" ] || fail "the system manager has claude-cage units: $(cage_units | tr '\n' ' ')"
+assert_eq "$(unit_prop --user "$scope" ActiveState)" active "$scope ActiveState"
+cg=$(unit_prop --user "$scope" ControlGroup)
+case "$cg" in /user.slice/user-1000.slice/user@1000.service/*/"$scope") ;; *) fail "$scope ControlGroup is not below user@1000.service: $cg" ;; esac
+assert_eq "$(unit_prop --user "$scope" MemoryMax)" 67108864 "$scope MemoryMax"
+assert_eq "$(unit_prop --user "$scope" TasksMax)" 32 "$scope TasksMax"
+assert_eq "$(cage_dir "$T/run.events")" "$CG$cg" "start event cgroup"
+assert_eq "$(cgroup_of "$pid")" "$cg/main" "the child's cgroup"
+assert_eq "$(stat -c %U "/proc/$pid")" bot "the child's user"
+assert_eq "$(cat "$CG$cg/memory.max")" 67108864 "memory.max of the user's cage"
+as_bot systemctl --user status --no-pager "$scope" 2>&1 | capture user-scope-status
+[ -s /run/user/1000/claude-cage/"$id".json ] || fail "no state file /run/user/1000/claude-cage/$id.json"
+
+kill -TERM "$sup"
+wait "$rpid"
+rc=$?
+check_exit "$T/run.events" "$rc" 143 terminated
+later check_no_warning "$T/run.err"
+check_no_units --user
+[ ! -e "$CG$cg" ] || fail "the user's scope cgroup is left: $CG$cg"
+later check_no_state "$id"
+
+# OOM inside the user's scope
+cage oom --policy "$T/p.toml" -- alloc 100 5
+cat "$T/oom.err"
+later check_exit "$T/oom.events" "$rc" 137 oom-killed
+later check_one_line "$T/oom.err" "$T/oom.events" 'memory|oom'
+check_no_units --user
+later check_no_state "$(cage_id "$T/oom.events")"

@@ -1,0 +1,88 @@
+# The example bot service as shipped (/usr/share/doc/claude-cage/examples/example-bot.service:
+# User=example-bot, Delegate=memory pids cpu, ExecStart=claude-cage subgroup -- example-bot),
+# with the cgroupfs backend chosen by backend = "auto" inside the delegated subtree: the cages
+# are below the service's cgroup (example-bot.service/example-bot/<cage>), the bot and its
+# claude-cage supervisors are in example-bot.service/supervisor and in no cage, the limits hold;
+# `systemctl stop` leaves no process, no cgroup and no unit behind.
+# vmtest-timeout: 120
+
+svc=$CG/system.slice/example-bot.service
+cp /usr/share/doc/claude-cage/examples/example-bot.service /etc/systemd/system/example-bot.service
+mkdir -p /etc/claude-cage
+cat >/etc/claude-cage/example-bot.toml <<'P'
+# the example bot's policy in the test VM (small limits)
+program = "claude"
+
+[cage]
+name = "example-bot"
+parent = "auto"
+require = ["memory", "pids"]
+
+[memory]
+high = "48M"
+max = "64M"
+swap-max = "0"
+
+[pids]
+max = 32
+
+[events]
+file = "/var/lib/example-bot/events.jsonl"
+P
+cleanup() {
+	systemctl stop example-bot.service 2>/dev/null
+	rm -f /etc/systemd/system/example-bot.service /etc/claude-cage/example-bot.toml
+	rm -rf /var/lib/example-bot
+	systemctl daemon-reload
+	systemctl reset-failed example-bot.service 2>/dev/null
+}
+trap cleanup EXIT
+systemctl daemon-reload
+systemctl start example-bot.service || fail "systemctl start example-bot.service failed: $(journalctl -q -n 5 -u example-bot.service | tr '\n' ' ')"
+ev=/var/lib/example-bot/events.jsonl
+wait_for 30 "two start events in $ev" test "$(ev_count "$ev" start 2>/dev/null)" -ge 2
+sleep 0.5
+assert_eq "$(systemctl show -P Delegate example-bot.service)" yes "example-bot.service Delegate"
+assert_eq "$(systemctl show -P DelegateControllers example-bot.service)" "cpu memory pids" "example-bot.service DelegateControllers"
+main=$(systemctl show -P MainPID example-bot.service)
+assert_eq "$(cgroup_of "$main")" /system.slice/example-bot.service/supervisor "the bot's (MainPID $main) cgroup"
+assert_eq "$(stat -c %U "/proc/$main")" example-bot "the bot's user"
+assert_eq "$(cat "$svc/supervisor/cgroup.type")" domain "supervisor cgroup type"
+
+# every process of the service: the bot and the supervisors in supervisor/, the children in cages
+sups=$(pgrep -u example-bot -f '^/usr/bin/claude-cage run' | sort)
+assert_eq "$(echo "$sups" | wc -w)" 2 "claude-cage supervisors of the bot"
+for p in $main $sups; do
+	assert_eq "$(cgroup_of "$p")" /system.slice/example-bot.service/supervisor "cgroup of the bot's own process $p ($(cat /proc/$p/comm))"
+done
+for id in $(jq -r 'select(.event == "start") | .cage' "$ev"); do
+	dir=$(jq -r --arg c "$id" 'select(.event == "start" and .cage == $c) | .cgroup' "$ev")
+	child=$(jq -r --arg c "$id" 'select(.event == "start" and .cage == $c) | .pid' "$ev")
+	assert_eq "$dir" "$svc/example-bot/$id" "cgroup of cage $id"
+	assert_eq "$(cgroup_of "$child")" "/system.slice/example-bot.service/example-bot/$id/main" "cgroup of the child $child"
+	assert_eq "$(cat "/proc/$child/comm")" sleep "the caged process"
+	assert_eq "$(cat "$dir/memory.max")" 67108864 "$id memory.max"
+	assert_eq "$(cat "$dir/pids.max")" 32 "$id pids.max"
+	assert_eq "$(cat "$dir/main/cgroup.procs")" "$child" "processes of cage $id"
+done
+# nothing but the supervisor subgroup and the bot's cgroup at the top of the service
+assert_eq "$(cd "$svc" && find . -mindepth 1 -maxdepth 1 -type d | sort | tr '\n' ' ')" "./example-bot ./supervisor " "subgroups of example-bot.service"
+[ -z "$(cat "$svc/cgroup.procs")" ] || fail "processes in the service's top cgroup: $(cat "$svc/cgroup.procs" | tr '\n' ' ')"
+
+systemctl status --no-pager -l example-bot.service 2>&1 | capture example-bot-status
+ps -o pid,user:12,cgroup:72,args -p "$(echo $main $sups $(pgrep -u example-bot sleep) | tr ' ' ',')" | capture example-bot-ps
+claude-cage ps 2>&1 | capture example-bot-claude-cage-ps
+
+# stop: everything goes
+systemctl stop example-bot.service || fail "systemctl stop example-bot.service failed"
+assert_eq "$(systemctl show -P ActiveState example-bot.service)" inactive "example-bot.service after stop"
+wait_for 10 "the service's cgroup is removed" test ! -e "$svc"
+[ -z "$(pgrep -u example-bot)" ] || fail "processes of example-bot left: $(pgrep -a -u example-bot | tr '\n' ';')"
+[ -z "$(find "$CG" -type d -name 'example-bot-*')" ] || fail "cage cgroups left: $(find "$CG" -type d -name 'example-bot-*')"
+note "exit events: $(jq -c 'select(.event == "exit") | [.cage, .reason, .status]' "$ev" | tr '\n' ' ')"
+assert_eq "$(ev_count "$ev" exit)" 2 "exit events after systemctl stop"
+for r in $(jq -r 'select(.event == "exit") | .reason' "$ev"); do
+	# systemd sends SIGTERM to every process of the service at once: claude-cage sees its own
+	# SIGTERM, its child's death or its parent's (the bot's) death first
+	case $r in terminated | signaled | parent-died) ;; *) fail "exit reason after systemctl stop: $r" ;; esac
+done
