@@ -97,6 +97,9 @@ pub struct Starter {
 struct Watch {
     ino: Inotify,
     seen: Counters,
+    /// `memory.peak` as of the last counter change (an OOM kill changes the counters before
+    /// the cage dies).
+    peak: Option<u64>,
 }
 
 /// Supervises `child` in `cage` until it has been reaped.
@@ -120,6 +123,15 @@ pub fn supervise(
     let mut status = None;
 
     loop {
+        // Counter changes are taken before the child's death: an OOM kill updates memory.events
+        // before its victims exit, and the cage may be gone soon after they have.
+        if let Some(w) = &mut watch {
+            if w.ino.read_events().is_ok_and(|e| !e.is_empty()) {
+                let before = w.seen.high;
+                report_counters(cage, w, alerts, log);
+                alerts.on_memory_events(w.seen.high > before, Instant::now());
+            }
+        }
         reap(child.pid, &mut status, |pid, st| {
             alerts.reaped(pid, st);
         });
@@ -133,8 +145,8 @@ pub fn supervise(
                 cause,
                 leftover,
                 killed_by_us: killed_at_count.is_some(),
+                peak: cage.memory_peak().max(watch.as_ref().and_then(|w| w.peak)),
                 counters: watch.map(|w| w.seen).unwrap_or_default(),
-                peak: cage.memory_peak(),
             });
         }
 
@@ -166,9 +178,10 @@ pub fn supervise(
             fds.push(PollFd::new(fd, flags));
             fds.len() - 1
         };
-        let ino_idx = watch
-            .as_ref()
-            .map(|w| push(w.ino.as_fd(), PollFlags::POLLIN));
+        // Inotify only wakes the loop; its events are read at the top, before reaping.
+        if let Some(w) = &watch {
+            push(w.ino.as_fd(), PollFlags::POLLIN);
+        }
         let starter_idx = starter
             .as_ref()
             .map(|s| push(s.pidfd.as_fd(), PollFlags::POLLIN));
@@ -193,7 +206,6 @@ pub fn supervise(
         }
         let revents = |i: usize| fds[i].revents().unwrap_or(PollFlags::empty());
         let sig_ready = !revents(0).is_empty();
-        let ino_ready = ino_idx.is_some_and(|i| !revents(i).is_empty());
         let starter_ready = starter_idx.is_some_and(|i| !revents(i).is_empty());
         let psi_revents = psi_idx.map(revents).unwrap_or(PollFlags::empty());
         let stdin_closed = stdin_idx.is_some_and(|i| {
@@ -225,14 +237,7 @@ pub fn supervise(
                 }
             }
         }
-        if ino_ready {
-            if let Some(w) = &mut watch {
-                let _ = w.ino.read_events();
-                let before = w.seen.high;
-                report_counters(cage, w, alerts, log);
-                alerts.on_memory_events(w.seen.high > before, now);
-            }
-        }
+        // Inotify events are read at the top of the loop, before the child is reaped.
         if !psi_revents.is_empty() {
             alerts.on_psi(psi_revents, cage, log);
         }
@@ -337,14 +342,25 @@ fn watch_counters(cage: &Cage) -> Option<Watch> {
     any.then(|| Watch {
         ino,
         seen: Counters::default(),
+        peak: None,
     })
 }
 
 /// Emits an event for each counter that rose since the last look, and hands OOM kills and
 /// refused forks to the alert hook. `memory-high` is emitted when throttling begins (the first
 /// rise), not for each of the thousands of throttled allocations; `pids-max` likewise.
+///
+/// Counters never go backwards here: a cage whose directory is already gone (a systemd scope
+/// stopped once empty) reads as zero, and what was seen before stands.
 fn report_counters(cage: &Cage, w: &mut Watch, alerts: &mut Alerts, log: &mut EventLog) {
-    let now = cage.counters();
+    let read = cage.counters();
+    let now = Counters {
+        high: read.high.max(w.seen.high),
+        oom: read.oom.max(w.seen.oom),
+        oom_kill: read.oom_kill.max(w.seen.oom_kill),
+        pids_max: read.pids_max.max(w.seen.pids_max),
+    };
+    w.peak = cage.memory_peak().max(w.peak);
     if now.high > w.seen.high && w.seen.high == 0 {
         log.emit(&Event::MemoryHigh { count: now.high });
     }
