@@ -84,12 +84,15 @@ impl RunError {
 /// Called before anything is created, so a signal that arrives early waits in the signalfd.
 ///
 /// SIGPIPE is blocked too (but not read): a write to a closed stderr, events pipe or alert hook
-/// then fails with EPIPE instead of killing claude-cage and orphaning the cage. The child gets
-/// the original mask back before exec, and a fork does not inherit pending signals.
+/// then fails with EPIPE instead of killing claude-cage and orphaning the cage. So is SIGTTOU:
+/// a claude-cage in a background job writing its line to a terminal with `tostop` would be
+/// stopped, while a process that blocks SIGTTOU may write (termios(3)). The child gets the
+/// original mask back before exec, and a fork does not inherit pending signals.
 pub fn block_signals() -> SigSet {
     let mut original = SigSet::empty();
     let mut blocked = supervise::handled_signals();
     blocked.add(Signal::SIGPIPE);
+    blocked.add(Signal::SIGTTOU);
     // sigprocmask only fails for an invalid `how`, which this is not.
     let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), Some(&mut original));
     original

@@ -9,6 +9,7 @@ mod hardening;
 mod lifetime;
 mod operate;
 mod policies;
+mod reliability;
 mod signals;
 
 use std::io::{BufRead, BufReader};
