@@ -118,12 +118,10 @@ pub fn plan(h: Hierarchy, parent: PathBuf, policy: &Policy) -> Result<Placement,
             Controller::Cpu => policy.cpu_max.is_some() || policy.cpu_weight.is_some(),
         };
         let required = policy.require.contains(&c);
-        // memory and pids are enabled whenever they exist: their events are how a death is
-        // explained. cpu costs scheduler work, so only when the policy limits it.
-        let wanted = limited || required || c != Controller::Cpu;
-        if !wanted {
-            continue;
-        }
+        // Every controller is enabled whenever it exists: memory and pids because their events
+        // explain a death, cpu because with it the kernel schedules the whole cage as one
+        // group, so a fork storm of a thousand tasks cannot starve the supervisor that must
+        // kill it (without it, each task competes with the supervisor on its own).
         if available.iter().any(|a| a == c.name()) {
             controllers.push(c);
             continue;
@@ -226,6 +224,11 @@ impl Cage {
             let created_bot = mkdir(&bot_dir)?;
             let setup_bot = setup_bot(&bot_dir, place, policy);
             if let Err(e) = setup_bot {
+                // A concurrent run of the same bot removed its (empty) cgroup under us: the
+                // kernel answers ENOENT, or ENODEV while the cgroup is being destroyed.
+                if vanished(&e) {
+                    continue;
+                }
                 if created_bot {
                     let _ = remove_dir_retrying(&bot_dir);
                 }
@@ -613,6 +616,17 @@ pub fn remove_bot_if_empty(bot_dir: &Path) {
     }
 }
 
+/// Whether an error says the cgroup is gone or going (ENOENT, ENODEV).
+fn vanished(e: &CgroupError) -> bool {
+    let source = match e {
+        CgroupError::Read { source, .. }
+        | CgroupError::Write { source, .. }
+        | CgroupError::Create { source, .. } => source,
+        _ => return false,
+    };
+    source.kind() == io::ErrorKind::NotFound || source.raw_os_error() == Some(libc::ENODEV)
+}
+
 /// Creates a cgroup; `Ok(false)` if it already existed.
 fn mkdir(dir: &Path) -> Result<bool, CgroupError> {
     match std::fs::create_dir(dir) {
@@ -658,6 +672,9 @@ fn enable(dir: &Path, controllers: &[Controller]) -> Result<(), CgroupError> {
             continue;
         }
         if let Err(e) = write(dir, SUBTREE_CONTROL, &format!("+{}", c.name())) {
+            if vanished(&e) {
+                return Err(e);
+            }
             let why = match &e {
                 CgroupError::Write { source, .. } if source.raw_os_error() == Some(libc::EBUSY) => {
                     format!(

@@ -330,7 +330,9 @@ fn placement(r: &mut Report, h: &Hierarchy, parent: &Path, policy: &Policy, ctx:
             delegation_fix(ctx),
         );
     }
-    if parent != h.mount {
+    // Only the real root cgroup has no cgroup.type; the root of a cgroup namespace (a
+    // container) is an ordinary cgroup under the no-internal-process rule.
+    if parent.join("cgroup.type").exists() {
         let busy = fs::read(parent, fs::PROCS).is_ok_and(|t| !t.trim().is_empty());
         let enabled = fs::read(parent, fs::SUBTREE_CONTROL)
             .map(|t| fs::words(&t))

@@ -654,9 +654,6 @@ fn scope_cage(
             let wanted: Vec<Controller> = Controller::ALL
                 .into_iter()
                 .filter(|c| available.iter().any(|a| a == c.name()))
-                .filter(|c| {
-                    *c != Controller::Cpu || policy.cpu_max.is_some() || policy.cpu_weight.is_some()
-                })
                 .collect();
             for c in &wanted {
                 cgroup::fs::write(
