@@ -4,7 +4,11 @@
 //! `no_main`: Rust's runtime start-up sets SIGPIPE to "ignore", and an ignored signal stays
 //! ignored across exec. The child must get the signal dispositions claude-cage was started
 //! with, so the C `main` below is the entry point and the runtime's start-up does not run.
-#![no_main]
+//!
+//! Under `cfg(test)` (cargo builds a test harness for the binary with `--all-targets`) the
+//! ordinary harness `main` is kept and this file defines no entry point.
+#![cfg_attr(not(test), no_main)]
+#![cfg_attr(test, allow(dead_code, unused_imports))]
 
 use std::ffi::{OsStr, c_char, c_int};
 use std::io::Write;
@@ -23,6 +27,7 @@ const OWN_NAME: &str = "claude-cage";
 // SAFETY: this is the process's only `main` symbol (the crate is `no_main`), with the C
 // signature the C runtime calls. On Linux with glibc, std reads the arguments and environment
 // through its own `.init_array` hook, so `std::env` works without Rust's start-up code.
+#[cfg(not(test))]
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
     let code = real_main();
