@@ -13,7 +13,7 @@ grep -q '^PROBLEM' "$T/good.out" && fail "check (default policy): $(grep -A1 '^P
 grep -qxF 'OK       policy <built-in default policy> is valid' "$T/good.out" || fail "check: no 'policy is valid' line"
 grep -qxF 'OK       cgroup v2 is mounted at /sys/fs/cgroup; claude-cage runs in cgroup /' "$T/good.out" || fail "check: no cgroup v2 line"
 grep -q '^OK       parent = "auto" puts cages in .*(/sys/fs/cgroup/<program name>)$' "$T/good.out" || fail "check: no placement line"
-grep -qE '^OK       controllers available to cages: memory pids$' "$T/good.out" || fail "check: controllers line: $(grep controllers "$T/good.out")"
+grep -qE '^OK       controllers available to cages: memory pids cpu$' "$T/good.out" || fail "check: controllers line: $(grep controllers "$T/good.out")"
 assert_eq "$(tail -n 1 "$T/good.out")" "claude-cage check: a run with this policy enforces everything it requires" "check: last line"
 
 # a realistic bot policy (policies/example-bot.toml)
