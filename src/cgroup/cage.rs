@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::unistd::{AccessFlags, Uid, access};
 
 use super::fs::{self, *};
@@ -504,43 +503,53 @@ impl Cage {
         }
     }
 
-    /// Waits until the cage is empty, woken by inotify on `cgroup.events` (the kernel notifies
-    /// on every change of `populated`). Returns false if `timeout` ran out first.
+    /// Waits until the cage is empty, woken by poll(2) on `cgroup.events` itself: kernfs
+    /// reports a change of the file to a poller as POLLPRI (the kernel notifies on every change
+    /// of `populated`). Unlike inotify this takes no inotify instance, of which a user has only
+    /// 128 by default: hundreds of cages ending at once must never fail to clean up. Returns
+    /// false if `timeout` ran out first.
     pub fn wait_empty(&self, timeout: Duration) -> Result<bool, CgroupError> {
+        use std::os::unix::fs::FileExt;
         let events = self.dir.join(EVENTS);
-        let ino =
-            Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).map_err(|source| {
-                CgroupError::Watch {
-                    path: events.clone(),
-                    source,
-                }
-            })?;
-        match ino.add_watch(&events, AddWatchFlags::IN_MODIFY) {
+        let file = match std::fs::File::open(&events) {
+            Ok(f) => f,
             // The cgroup is gone already (a scope systemd stopped once it was empty).
-            Err(nix::Error::ENOENT) => return Ok(true),
-            r => r,
-        }
-        .map_err(|source| CgroupError::Watch {
-            path: events.clone(),
-            source,
-        })?;
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+            Err(source) => {
+                return Err(CgroupError::Read {
+                    path: events,
+                    source,
+                });
+            }
+        };
         let deadline = Instant::now() + timeout;
-        // The watch is in place before the first read, so a change after it cannot be missed.
+        let mut buf = [0u8; 256];
         loop {
-            if !self.populated()? {
+            // Reading through the polled descriptor re-arms it: a change after this read wakes
+            // the poll below, so none is missed.
+            let n = match file.read_at(&mut buf, 0) {
+                Ok(n) => n,
+                Err(e) if e.raw_os_error() == Some(libc::ENODEV) => return Ok(true),
+                Err(source) => {
+                    return Err(CgroupError::Read {
+                        path: events,
+                        source,
+                    });
+                }
+            };
+            let text = String::from_utf8_lossy(&buf[..n]);
+            if fs::keyed(&text, "populated").unwrap_or(0) == 0 {
                 return Ok(true);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Ok(false);
             }
-            let mut fds = [PollFd::new(ino.as_fd(), PollFlags::POLLIN)];
+            let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLPRI)];
             let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32 + 1)
                 .unwrap_or(PollTimeout::MAX);
             match poll(&mut fds, ms) {
-                Ok(_) | Err(nix::Error::EINTR) => {
-                    let _ = ino.read_events();
-                }
+                Ok(_) | Err(nix::Error::EINTR) => {}
                 Err(source) => {
                     return Err(CgroupError::Watch {
                         path: events,
