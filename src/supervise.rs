@@ -1,13 +1,12 @@
-//! The supervisor: one thread, one `poll(2)` loop over a signalfd, the child's pidfd, an
-//! inotify on the cage's event files, the starter's pidfd and stdin, with the nearest deadline as
-//! the timeout. It forwards signals, enforces the lifetime settings, reports throttling, OOM
+//! The supervisor: one thread, one `poll(2)` loop over a signalfd, the child's pidfd, the
+//! cage's event files (POLLPRI), the starter's pidfd and stdin, with the nearest deadline as the
+//! timeout. It forwards signals, enforces the lifetime settings, reports throttling, OOM
 //! kills and refused forks as they happen, and returns when the child has been reaped.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::SignalFd;
 use nix::sys::stat::{SFlag, fstat};
@@ -95,11 +94,38 @@ pub struct Starter {
 }
 
 struct Watch {
-    ino: Inotify,
+    /// memory.events and pids.events, opened once: kernfs signals POLLPRI when one changes, and
+    /// a read through the descriptor re-arms it. (Not inotify: closing an inotify instance that
+    /// holds a watch waits for an SRCU grace period, 4-20 ms, on every cage's exit.)
+    files: Vec<std::fs::File>,
     seen: Counters,
     /// `memory.peak` as of the last counter change (an OOM kill changes the counters before
     /// the cage dies).
     peak: Option<u64>,
+}
+
+impl Watch {
+    /// Whether a watched file changed since the last call (without blocking); re-arms them.
+    fn changed(&mut self) -> bool {
+        use std::io::{Read, Seek};
+        let mut fds: Vec<PollFd> = self
+            .files
+            .iter()
+            .map(|f| PollFd::new(f.as_fd(), PollFlags::POLLPRI))
+            .collect();
+        let any = poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0);
+        drop(fds);
+        if any {
+            let mut buf = Vec::new();
+            // A file whose cgroup is gone polls ready for ever (and reads ENODEV): it is
+            // dropped rather than left to spin the loop.
+            self.files.retain_mut(|f| {
+                buf.clear();
+                f.rewind().is_ok() && f.read_to_end(&mut buf).is_ok()
+            });
+        }
+        any
+    }
 }
 
 /// Supervises `child` in `cage` until it has been reaped.
@@ -126,7 +152,7 @@ pub fn supervise(
         // Counter changes are taken before the child's death: an OOM kill updates memory.events
         // before its victims exit, and the cage may be gone soon after they have.
         if let Some(w) = &mut watch {
-            if w.ino.read_events().is_ok_and(|e| !e.is_empty()) {
+            if w.changed() {
                 let before = w.seen.high;
                 report_counters(cage, w, alerts, log);
                 alerts.on_memory_events(w.seen.high > before, Instant::now());
@@ -178,9 +204,11 @@ pub fn supervise(
             fds.push(PollFd::new(fd, flags));
             fds.len() - 1
         };
-        // Inotify only wakes the loop; its events are read at the top, before reaping.
+        // The event files only wake the loop; they are read at the top, before reaping.
         if let Some(w) = &watch {
-            push(w.ino.as_fd(), PollFlags::POLLIN);
+            for f in &w.files {
+                push(f.as_fd(), PollFlags::POLLPRI);
+            }
         }
         let starter_idx = starter
             .as_ref()
@@ -237,7 +265,7 @@ pub fn supervise(
                 }
             }
         }
-        // Inotify events are read at the top of the loop, before the child is reaped.
+        // Counter changes are read at the top of the loop, before the child is reaped.
         if !psi_revents.is_empty() {
             alerts.on_psi(psi_revents, cage, log);
         }
@@ -322,25 +350,22 @@ pub fn reap(child: Pid, status: &mut Option<ChildEnd>, mut other: impl FnMut(Pid
     }
 }
 
-/// Watches the cage's `memory.events` and `pids.events`; the kernel notifies inotify on every
-/// counter change (rate-limited), so throttling, OOM kills and refused forks are reported as they
-/// happen without polling.
+/// Watches the cage's `memory.events` and `pids.events`; kernfs signals POLLPRI on every
+/// counter change (rate-limited), so throttling, OOM kills and refused forks are reported as
+/// they happen without polling.
 fn watch_counters(cage: &Cage) -> Option<Watch> {
-    let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?;
-    let mut any = false;
     // A refused fork is counted in the forking process's own cgroup on older kernels (see
     // `Cage::refused_forks`), so `main`'s pids.events is watched too.
-    for p in [
+    let files: Vec<std::fs::File> = [
         cage.dir.join(fs::MEMORY_EVENTS),
         cage.dir.join(fs::PIDS_EVENTS),
         cage.main.join(fs::PIDS_EVENTS),
-    ] {
-        if p.exists() && ino.add_watch(&p, AddWatchFlags::IN_MODIFY).is_ok() {
-            any = true;
-        }
-    }
-    any.then(|| Watch {
-        ino,
+    ]
+    .iter()
+    .filter_map(|p| std::fs::File::open(p).ok())
+    .collect();
+    (!files.is_empty()).then(|| Watch {
+        files,
         seen: Counters::default(),
         peak: None,
     })
