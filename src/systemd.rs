@@ -83,21 +83,26 @@ impl Manager {
         })
     }
 
-    /// Starts the scope `name` in `slice` holding `pid`, with the policy's limits, and waits
-    /// until systemd has moved the process into it.
+    /// Starts the scope `name` in `slice` holding `pids` (the cage's holder, and for a user's
+    /// manager the waiting child), with the policy's limits, and waits until systemd has moved
+    /// the processes into it.
     pub fn start_scope(
         &self,
         name: &str,
         slice: &str,
         description: &str,
-        pid: Pid,
+        pids: &[Pid],
         policy: &Policy,
     ) -> Result<(), SystemdError> {
         let mut props: Vec<(&str, Value<'_>)> = vec![
             ("Description", Value::from(description)),
             ("Slice", Value::from(slice)),
-            ("PIDs", Value::from(vec![pid.as_raw() as u32])),
-            // The cage makes `main` and Claude Code its sibling cgroups inside the scope.
+            (
+                "PIDs",
+                Value::from(pids.iter().map(|p| p.as_raw() as u32).collect::<Vec<u32>>()),
+            ),
+            // The cage makes `hold` and `main` (and Claude Code its own cgroups) inside the
+            // scope.
             ("Delegate", Value::from(true)),
             // A failed scope is collected too, so no unit is left behind.
             ("CollectMode", Value::from("inactive-or-failed")),
@@ -113,11 +118,13 @@ impl Manager {
             props.push(("MemorySwapMax", Value::from(v)));
         }
         // Unset means unlimited, as with cgroupfs; left out, systemd would apply its
-        // DefaultTasksMax= (15% of the kernel's limit) to the scope.
-        props.push((
-            "TasksMax",
-            Value::from(bytes(policy.pids_max).unwrap_or(u64::MAX)),
-        ));
+        // DefaultTasksMax= (15% of the kernel's limit) to the scope. One task more than the
+        // policy's: the scope's holder is one (`sys::spawn_holder`).
+        let tasks = match bytes(policy.pids_max) {
+            None | Some(u64::MAX) => u64::MAX,
+            Some(n) => n.saturating_add(1),
+        };
+        props.push(("TasksMax", Value::from(tasks)));
         if let Some(c) = policy.cpu_max {
             let per_sec = match c {
                 CpuMax::Max => u64::MAX,

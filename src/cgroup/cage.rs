@@ -454,9 +454,9 @@ impl Cage {
 
     /// How many processes are in the cage, its nested cgroups included.
     pub fn process_count(&self) -> usize {
-        std::iter::once(self.dir.clone())
-            .chain(fs::descendants(&self.dir))
-            .map(|d| fs::read(&d, PROCS).map(|t| fs::pids(&t).len()).unwrap_or(0))
+        fs::member_dirs(&self.dir)
+            .iter()
+            .map(|d| fs::read(d, PROCS).map(|t| fs::pids(&t).len()).unwrap_or(0))
             .sum()
     }
 

@@ -88,6 +88,27 @@ pub fn words(text: &str) -> Vec<String> {
 }
 
 /// Every cgroup below `dir` (not `dir` itself), parents before their children.
+/// The cgroup inside a cage's systemd scope that holds the scope's holder (`sys::spawn_holder`),
+/// a process of claude-cage's and not of the cage.
+pub const HOLD: &str = "hold";
+
+/// The cage's cgroup and those below it, but for a scope's holder cgroup: where the cage's own
+/// processes are. Only a scope (`*.scope`) has a holder; in a cgroupfs cage a child's cgroup of
+/// that name is the child's.
+pub fn member_dirs(dir: &Path) -> Vec<PathBuf> {
+    let hold = dir
+        .extension()
+        .is_some_and(|e| e == "scope")
+        .then(|| dir.join(HOLD));
+    std::iter::once(dir.to_path_buf())
+        .chain(
+            descendants(dir)
+                .into_iter()
+                .filter(|d| !hold.as_ref().is_some_and(|h| d.starts_with(h))),
+        )
+        .collect()
+}
+
 pub fn descendants(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];

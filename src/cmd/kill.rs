@@ -90,7 +90,7 @@ pub fn kill_cmd(target: Target, signal: Option<Signal>) -> i32 {
 /// Sends `sig` to every process in the cage, nested cgroups included.
 fn signal_all(f: &Found, sig: Signal) -> Result<String, String> {
     let mut n = 0;
-    for d in std::iter::once(f.dir.clone()).chain(fs::descendants(&f.dir)) {
+    for d in fs::member_dirs(&f.dir) {
         for pid in fs::pids(&fs::read(&d, fs::PROCS).unwrap_or_default()) {
             if kill(Pid::from_raw(pid), sig).is_ok() {
                 n += 1;

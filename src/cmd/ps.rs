@@ -49,6 +49,9 @@ pub fn row(f: &Found, now_ms: u64) -> Row {
         .ok()
         .flatten()
         .unwrap_or_default();
+    let held = (f.dir.extension().is_some_and(|e| e == "scope"))
+        .then(|| opt_number(&f.dir.join(fs::HOLD), "pids.current"))
+        .flatten();
     let pid = f.record.as_ref().map(|r| r.child_pid).or_else(|| {
         fs::read(&f.dir.join("main"), fs::PROCS)
             .ok()
@@ -66,8 +69,11 @@ pub fn row(f: &Found, now_ms: u64) -> Row {
         memory_current: opt_number(&f.dir, fs::MEMORY_CURRENT),
         memory_max: opt_number(&f.dir, fs::MEMORY_MAX),
         memory_peak: opt_number(&f.dir, fs::MEMORY_PEAK),
-        pids_current: opt_number(&f.dir, "pids.current"),
-        pids_max: opt_number(&f.dir, fs::PIDS_MAX),
+        // A scope's tasks include its holder, and its TasksMax= allows for it.
+        pids_current: opt_number(&f.dir, "pids.current")
+            .map(|n| n.saturating_sub(held.unwrap_or(0))),
+        pids_max: opt_number(&f.dir, fs::PIDS_MAX)
+            .map(|n| n.saturating_sub(u64::from(held.is_some()))),
         throttled: fs::keyed(&mem, "high").unwrap_or(0),
         oom_kills: fs::keyed(&mem, "oom_kill").unwrap_or(0),
         command: f

@@ -167,6 +167,11 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
         .clone()
         .unwrap_or_else(|| policy::name_from_program(&program));
     let credentials = credentials(&policy)?;
+    if policy.cgroupns && !nix::unistd::Uid::effective().is_root() {
+        return Err(RunError::Credentials(
+            "[cage] cgroupns = true needs claude-cage to run as root: a new cgroup namespace takes CAP_SYS_ADMIN".to_owned(),
+        ));
+    }
     let backend = choose_backend(&policy)?;
     let mut log =
         EventLog::open(policy.events_file.as_deref()).map_err(|source| RunError::Events {
@@ -551,9 +556,15 @@ impl Owner {
     }
 }
 
-/// Creates the cage as a transient scope of the service manager: the child starts waiting for
-/// its go, systemd moves it into the new scope, claude-cage moves it on into `<scope>/main` and
-/// enables the controllers for the scope's children (Delegate=yes makes them ours).
+/// Creates the cage as a transient scope of the service manager. systemd moves the cage's
+/// holder (`sys::spawn_holder`) into the new scope; claude-cage moves it on into `<scope>/hold`,
+/// enables the controllers for the scope's children (Delegate=yes makes them ours) and makes
+/// `<scope>/main`. As root, the child then starts in `main` (clone3 into it, or into the scope
+/// with its cgroup namespace); a user may not move a process out of its own cgroup into the
+/// scope (that takes write access to `cgroup.procs` of their common ancestor), so there the
+/// child is forked first and systemd moves it with the holder, and claude-cage moves it on into
+/// `main`. Either way the child waits for its go. The holder keeps the scope from being removed
+/// the moment the cage's last process exits, before its counters are read.
 #[cfg(feature = "systemd")]
 #[expect(
     clippy::too_many_arguments,
@@ -572,10 +583,19 @@ fn scope_cage(
     use crate::policy::Controller;
     use crate::systemd::scope_name;
 
+    // The system manager serves root; a user's serves the user (`Manager::connect`).
+    let moved_by_systemd = manager.user;
+
     if policy.bot_memory_max.is_some() || policy.bot_pids_max.is_some() {
         crate::say!(
             "claude-cage warning: [bot] limits are not applied with the systemd backend: give the slice {} MemoryMax= and TasksMax= instead",
             policy.slice
+        );
+    }
+    if policy.cgroupns && !h.nsdelegate {
+        crate::say!(
+            "claude-cage warning: [cage] cgroupns hides the cgroup tree from the child but does not hold it in: {} is mounted without nsdelegate, so the kernel lets a privileged child move out of its namespace",
+            h.mount.display()
         );
     }
     // Controllers systemd can give a scope: those of the root of the hierarchy.
@@ -609,18 +629,26 @@ fn scope_cage(
             // Never join an existing cage.
             continue;
         }
-        let pending = spawn::spawn(
-            spawn::Place::Own,
-            path,
-            command,
-            child_env(&id, &dir),
-            original_mask,
-            credentials.take(),
-        )?;
-        if let Err(e) =
-            manager.start_scope(&scope, &policy.slice, &description, pending.pid, policy)
-        {
-            pending.cancel();
+        let holder = Holder::spawn(&id)
+            .map_err(|source| RunError::from(spawn::SpawnError::Clone { source }))?;
+        let mut early = None;
+        if moved_by_systemd {
+            early = Some(spawn::spawn(
+                spawn::Place::Own,
+                path,
+                command,
+                child_env(&id, &dir),
+                original_mask,
+                credentials.take(),
+            )?);
+        }
+        let pids: Vec<Pid> = std::iter::once(holder.0)
+            .chain(early.as_ref().map(|p| p.pid))
+            .collect();
+        if let Err(e) = manager.start_scope(&scope, &policy.slice, &description, &pids, policy) {
+            if let Some(p) = early {
+                p.cancel();
+            }
             return Err(e.into());
         }
         let mut cage = Cage {
@@ -632,35 +660,50 @@ fn scope_cage(
             applied: Default::default(),
             deferred: Vec::new(),
         };
-        let finish = |cage: &mut Cage| -> Result<(), RunError> {
-            let actual = std::fs::read_to_string(format!("/proc/{}/cgroup", pending.pid))
-                .unwrap_or_default();
+        let mut finish = |cage: &mut Cage| -> Result<spawn::Pending, RunError> {
             let expected = format!("0::{}", h.relative(&cage.dir));
-            if actual.trim() != expected {
-                return Err(CgroupError::Placement(format!(
-                    "systemd put the child in {:?}, not in {expected:?} as its slice and manager predicted",
-                    actual.trim()
-                ))
-                .into());
+            for &pid in &pids {
+                let actual =
+                    std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+                if actual.trim() != expected {
+                    return Err(CgroupError::Placement(format!(
+                        "systemd put process {pid} of the cage in {:?}, not in {expected:?} as its slice and manager predicted",
+                        actual.trim()
+                    ))
+                    .into());
+                }
             }
             cgroup::mark(&cage.dir);
-            std::fs::create_dir(&cage.main).map_err(|source| CgroupError::Create {
-                path: cage.main.clone(),
-                source,
-            })?;
-            cgroup::fs::write(&cage.main, cgroup::fs::PROCS, &pending.pid.to_string())?;
+            let hold = cage.dir.join(cgroup::fs::HOLD);
+            for d in [&hold, &cage.main] {
+                std::fs::create_dir(d).map_err(|source| CgroupError::Create {
+                    path: d.clone(),
+                    source,
+                })?;
+            }
+            cgroup::fs::write(&hold, cgroup::fs::PROCS, &holder.0.to_string())?;
+            if let Some(p) = &early {
+                cgroup::fs::write(&cage.main, cgroup::fs::PROCS, &p.pid.to_string())?;
+            }
             let available =
                 cgroup::fs::words(&cgroup::fs::read(&cage.dir, cgroup::fs::CONTROLLERS)?);
             let wanted: Vec<Controller> = Controller::ALL
                 .into_iter()
                 .filter(|c| available.iter().any(|a| a == c.name()))
                 .collect();
-            for c in &wanted {
-                cgroup::fs::write(
-                    &cage.dir,
-                    cgroup::fs::SUBTREE_CONTROL,
-                    &format!("+{}", c.name()),
-                )?;
+            // With a cgroup namespace the child is cloned into the scope itself (the
+            // namespace's root) and moves on into `main`; a cgroup with controllers enabled for
+            // its children may hold no process, so they are enabled once it has moved.
+            if policy.cgroupns {
+                cage.deferred = wanted.clone();
+            } else {
+                for c in &wanted {
+                    cgroup::fs::write(
+                        &cage.dir,
+                        cgroup::fs::SUBTREE_CONTROL,
+                        &format!("+{}", c.name()),
+                    )?;
+                }
             }
             let a = &mut cage.applied;
             if wanted.contains(&Controller::Memory) {
@@ -668,7 +711,8 @@ fn scope_cage(
                 a.memory_max = policy.memory_max;
                 a.swap_max = policy.swap_max;
                 // systemd has no property for memory.oom.group on a scope before v253; the file
-                // is written directly where this user may (root).
+                // is written directly where this user may (root). The holder is exempt from a
+                // group kill (`Holder::spawn`).
                 if cgroup::fs::write(
                     &cage.dir,
                     cgroup::fs::MEMORY_OOM_GROUP,
@@ -691,18 +735,70 @@ fn scope_cage(
                 a.cpu_max = policy.cpu_max.map(|c| c.to_cgroup_value());
                 a.cpu_weight = policy.cpu_weight;
             }
-            Ok(())
+            if let Some(p) = early.take() {
+                return Ok(p);
+            }
+            let place = if policy.cgroupns {
+                spawn::Place::Namespace {
+                    cage: &cage.dir,
+                    main: &cage.main,
+                }
+            } else {
+                spawn::Place::Leaf(&cage.main)
+            };
+            Ok(spawn::spawn(
+                place,
+                path,
+                command,
+                child_env(&cage.id, &cage.dir),
+                original_mask,
+                credentials.take(),
+            )?)
         };
         return match finish(&mut cage) {
-            Ok(()) => Ok((cage, pending)),
+            Ok(pending) => {
+                // The holder now lives as long as the scope: the teardown's kill ends it.
+                std::mem::forget(holder);
+                Ok((cage, pending))
+            }
             Err(e) => {
-                pending.cancel();
+                if let Some(p) = early {
+                    p.cancel();
+                }
+                drop(holder);
                 let _ = teardown(&cage, &Owner::Systemd(manager.clone()));
                 Err(e)
             }
         };
     }
     Err(CgroupError::Placement(format!("could not find a free cage id for bot {name}")).into())
+}
+
+/// A scope's holder until the cage is made: dropped, it is killed and reaped, so a failed
+/// start leaves no process behind.
+#[cfg(feature = "systemd")]
+struct Holder(Pid);
+
+#[cfg(feature = "systemd")]
+impl Holder {
+    /// Forks the holder. As root it is exempt from the OOM killer (`oom_score_adj` -1000), which
+    /// then neither picks it nor kills it with the group (`memory.oom.group`; mm/oom_kill.c
+    /// skips OOM_SCORE_ADJ_MIN in a group kill); another user may not lower it.
+    fn spawn(cage: &str) -> std::io::Result<Holder> {
+        let holder = Holder(sys::spawn_holder(&format!("claude-cage-holder {cage}"))?);
+        if nix::unistd::Uid::effective().is_root() {
+            let _ = std::fs::write(format!("/proc/{}/oom_score_adj", holder.0), "-1000");
+        }
+        Ok(holder)
+    }
+}
+
+#[cfg(feature = "systemd")]
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(self.0, None);
+    }
 }
 
 /// `[cage] backend`: "auto" is cgroupfs where a parent is given or delegated, or where systemd

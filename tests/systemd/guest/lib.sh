@@ -66,13 +66,6 @@ scope_of() { echo "claude-cage-$(cage_id "$1").scope"; }
 # --- assertions ---
 assert_eq() { [ "$1" = "$2" ] || fail "$3: expected '$2', got '$1'"; }
 assert_num() { case "$1" in '' | *[!0-9]*) fail "$2: expected a number, got '$1'" ;; esac; }
-# peak_le VALUE MAX WHAT: a memory-peak from an exit event is at most MAX, or null: with the
-# systemd backend the scope of a cage that dies all at once (an OOM group kill) can be stopped
-# and removed by systemd before claude-cage reads its memory.peak (docs/systemd.md, known issues).
-peak_le() {
-	[ "$1" = null ] && { note "$3: null (the scope was gone before the read)"; return 0; }
-	assert_le "$@"
-}
 assert_le() {
 	assert_num "$1" "$3"
 	[ "$1" -le "$2" ] || fail "$3: expected <= $2, got $1"

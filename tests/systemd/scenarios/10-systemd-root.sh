@@ -1,7 +1,10 @@
 # systemd backend as root: a cage is a transient scope claude-cage-<cage-id>.scope in
 # claude-cage.slice, with the policy's limits as unit properties and in the cgroup files, the
-# child in <scope>/main; SIGTERM ends it (143, terminated) and the scope is gone; an
-# over-allocation is OOM-killed: 137, reason oom-killed, one 'claude-cage: ' line, no unit left.
+# child in <scope>/main and claude-cage's holder (which keeps the scope until the cage's figures
+# are read) in <scope>/hold; SIGTERM ends it (143, terminated) and the scope and holder are gone;
+# an over-allocation is OOM-killed, three times over (systemd removing an empty scope at once
+# raced the read of the counters before the holder): 137, reason oom-killed, oom-kills and
+# memory-peak in the exit event, one 'claude-cage: ' line, no unit left.
 # [bot] limits do not apply with the systemd backend: a warning says so.
 # vmtest-timeout: 120
 
@@ -25,7 +28,8 @@ assert_eq "$(unit_prop "$scope" ControlGroup)" "$SLICE_CG/$scope" "$scope Contro
 assert_eq "$(unit_prop "$scope" MemoryMax)" 67108864 "$scope MemoryMax"
 assert_eq "$(unit_prop "$scope" MemoryHigh)" 50331648 "$scope MemoryHigh"
 assert_eq "$(unit_prop "$scope" MemorySwapMax)" 0 "$scope MemorySwapMax"
-assert_eq "$(unit_prop "$scope" TasksMax)" 64 "$scope TasksMax"
+# TasksMax= counts the holder: the policy's 64 plus one
+assert_eq "$(unit_prop "$scope" TasksMax)" 65 "$scope TasksMax"
 assert_eq "$(unit_prop "$scope" CPUQuotaPerSecUSec)" 500ms "$scope CPUQuotaPerSecUSec"
 assert_eq "$(unit_prop "$scope" CPUWeight)" 50 "$scope CPUWeight"
 assert_eq "$(unit_prop "$scope" Delegate)" yes "$scope Delegate"
@@ -37,9 +41,21 @@ dir=$CG$SLICE_CG/$scope
 assert_eq "$(cage_dir "$T/run.events")" "$dir" "start event cgroup"
 assert_eq "$(cat "$dir/memory.max")" 67108864 "$dir/memory.max"
 assert_eq "$(cat "$dir/memory.high")" 50331648 "$dir/memory.high"
-assert_eq "$(cat "$dir/pids.max")" 64 "$dir/pids.max"
+assert_eq "$(cat "$dir/pids.max")" 65 "$dir/pids.max"
 assert_eq "$(cat "$dir/cpu.max")" "50000 100000" "$dir/cpu.max"
 assert_eq "$(cgroup_of "$pid")" "$SLICE_CG/$scope/main" "the child's cgroup"
+holder=$(cat "$dir/hold/cgroup.procs")
+assert_num "$holder" "the one process in $dir/hold"
+assert_eq "$(cat "/proc/$holder/comm")" cage-holder "comm of the holder $holder"
+assert_eq "$(tr '\0' ' ' <"/proc/$holder/cmdline" | sed 's/ *$//')" "claude-cage-holder $id" "command line of the holder"
+assert_eq "$(awk '/^PPid:/ {print $2}' "/proc/$holder/status")" "$sup" "parent of the holder"
+assert_eq "$(cat "/proc/$holder/oom_score_adj")" -1000 "oom_score_adj of the holder"
+assert_eq "$(ls "/proc/$holder/fd" | wc -l)" 0 "descriptors the holder keeps open"
+assert_eq "$(cat "$dir/memory.oom.group")" 1 "$dir/memory.oom.group"
+# ps counts the cage's processes and limit, not the holder
+row=$(claude-cage ps --json | jq -c --arg c "$id" '.[] | select(.cage == $c)')
+assert_eq "$(echo "$row" | jq -r '.["pids-current"]')" 1 "ps pids-current (sleep alone)"
+assert_eq "$(echo "$row" | jq -r '.["pids-max"]')" 64 "ps pids-max"
 case "$(cgroup_of "$sup")" in */claude-cage.slice/*) fail "the supervisor $sup is inside the slice: $(cgroup_of "$sup")" ;; esac
 assert_eq "$(ev_field "$T/run.events" start limits | jq -r '.["memory-max"]')" 67108864 "start event limits.memory-max"
 # the child's environment names its cage
@@ -54,23 +70,28 @@ check_one_line "$T/run.err" "$T/run.events" 'SIGTERM'
 later check_no_warning "$T/run.err"
 later check_no_state "$id"
 dead "$pid" || fail "the child $pid outlived its cage"
+dead "$holder" || fail "the holder $holder outlived its cage"
 check_no_units
 [ ! -e "$dir" ] || fail "the scope's cgroup is left: $dir"
 
 # --- an over-allocation: OOM-killed inside the scope (no memory.high: throttling is slow) ---
 systemd_policy "$T/oom.toml" sd-root '[memory]' 'max = "64M"' 'swap-max = "0"'
-cage oom --policy "$T/oom.toml" -- alloc 100 5
-cat "$T/oom.err"
-later check_exit "$T/oom.events" "$rc" 137 oom-killed
-later check_one_line "$T/oom.err" "$T/oom.events" 'memory|oom'
-later check_no_warning "$T/oom.err"
-later check_no_state "$(cage_id "$T/oom.events")"
-later assert_ge "$(ev_field "$T/oom.events" exit oom-kills)" 1 "exit event oom-kills"
-later peak_le "$(ev_field "$T/oom.events" exit memory-peak)" 67108864 "exit event memory-peak"
-grep -q 'alloc: touched' "$T/oom.out" && fail "alloc touched all 100 MB under MemoryMax=64M"
-assert_eq "$(systemctl list-units --all --no-legend --plain 'claude-cage-*')" "" "systemctl list-units --all 'claude-cage-*' after the OOM kill"
-check_no_units
-[ ! -e "$CG$SLICE_CG/$(scope_of "$T/oom.events")" ] || fail "the OOM-killed cage's cgroup is left"
+for n in 1 2 3; do
+	cage oom$n --policy "$T/oom.toml" -- alloc 100 5
+	cat "$T/oom$n.err"
+	later check_exit "$T/oom$n.events" "$rc" 137 oom-killed
+	later check_one_line "$T/oom$n.err" "$T/oom$n.events" 'memory|oom'
+	later check_no_warning "$T/oom$n.err"
+	later check_no_state "$(cage_id "$T/oom$n.events")"
+	later assert_ge "$(ev_field "$T/oom$n.events" exit oom-kills)" 1 "run $n: exit event oom-kills"
+	later assert_le "$(ev_field "$T/oom$n.events" exit memory-peak)" 67108864 "run $n: exit event memory-peak"
+	later assert_ge "$(ev_field "$T/oom$n.events" exit memory-peak)" 33554432 "run $n: exit event memory-peak"
+	grep -q 'alloc: touched' "$T/oom$n.out" && fail "alloc touched all 100 MB under MemoryMax=64M"
+	assert_eq "$(systemctl list-units --all --no-legend --plain 'claude-cage-*')" "" "systemctl list-units --all 'claude-cage-*' after the OOM kill"
+	check_no_units
+	[ ! -e "$CG$SLICE_CG/$(scope_of "$T/oom$n.events")" ] || fail "the OOM-killed cage's cgroup is left"
+	[ -z "$(pgrep -x cage-holder)" ] || fail "holders left after the OOM kill: $(pgrep -x cage-holder | tr '\n' ' ')"
+done
 
 # --- [bot] limits are not applied by the systemd backend, and a warning says so ---
 systemd_policy "$T/bot.toml" sd-root '[bot]' 'memory-max = "200M"' '[memory]' 'max = "64M"'
@@ -81,3 +102,14 @@ grep -iE 'warning' "$T/bot.err" | grep -qiE 'bot' || fail "no warning about [bot
 assert_eq "$(ev_field "$T/bot.events" start limits | jq -r '.["bot-memory-max"]')" null "start event limits.bot-memory-max"
 check_no_units
 later check_no_state "$(cage_id "$T/bot.events")"
+
+# --- [cage] cgroupns: the child sees its scope as the root of its cgroup tree, and is in main ---
+systemd_policy "$T/ns.toml" sd-root 'cgroupns = true' '[memory]' 'max = "64M"' '[pids]' 'max = 8'
+cage ns --policy "$T/ns.toml" -- cat /proc/self/cgroup
+cat "$T/ns.err"
+check_exit "$T/ns.events" "$rc" 0 exited
+assert_eq "$(head -n 1 "$T/ns.out")" "0::/main" "the child's /proc/self/cgroup in its namespace"
+assert_eq "$(ev_field "$T/ns.events" start limits | jq -r '.["pids-max"]')" 8 "start event limits.pids-max"
+later check_no_warning "$T/ns.err"
+check_no_units
+later check_no_state "$(cage_id "$T/ns.events")"

@@ -16,7 +16,10 @@ wait_event "$T/run.events" start 20
 id=$(cage_id "$T/run.events")
 scope=$(scope_of "$T/run.events")
 pid=$(ev_field "$T/run.events" start pid)
-sup=$(pgrep -u bot -f "^claude-cage run --events $T/run.events")
+# (its holder is a fork with the same command line, named cage-holder)
+sup=$(for p in $(pgrep -u bot -f "^claude-cage run --events $T/run.events"); do
+	[ "$(cat "/proc/$p/comm")" = claude-cage ] && echo "$p"
+done)
 note "cage $id, scope $scope, child $pid, supervisor $sup"
 assert_num "$sup" "pid of bot's claude-cage"
 assert_eq "$(cage_units --user)" "$scope" "the claude-cage units of bot's user manager"
@@ -25,9 +28,12 @@ assert_eq "$(unit_prop --user "$scope" ActiveState)" active "$scope ActiveState"
 cg=$(unit_prop --user "$scope" ControlGroup)
 case "$cg" in /user.slice/user-1000.slice/user@1000.service/*/"$scope") ;; *) fail "$scope ControlGroup is not below user@1000.service: $cg" ;; esac
 assert_eq "$(unit_prop --user "$scope" MemoryMax)" 67108864 "$scope MemoryMax"
-assert_eq "$(unit_prop --user "$scope" TasksMax)" 32 "$scope TasksMax"
+assert_eq "$(unit_prop --user "$scope" TasksMax)" 33 "$scope TasksMax (the policy's 32 and the holder)"
 assert_eq "$(cage_dir "$T/run.events")" "$CG$cg" "start event cgroup"
 assert_eq "$(cgroup_of "$pid")" "$cg/main" "the child's cgroup"
+holder=$(cat "$CG$cg/hold/cgroup.procs")
+assert_num "$holder" "the one process in $cg/hold"
+assert_eq "$(stat -c %U "/proc/$holder")" bot "the holder's user"
 assert_eq "$(stat -c %U "/proc/$pid")" bot "the child's user"
 assert_eq "$(cat "$CG$cg/memory.max")" 67108864 "memory.max of the user's cage"
 as_bot systemctl --user status --no-pager "$scope" 2>&1 | capture user-scope-status
@@ -40,6 +46,7 @@ check_exit "$T/run.events" "$rc" 143 terminated
 later check_no_warning "$T/run.err"
 check_no_units --user
 [ ! -e "$CG$cg" ] || fail "the user's scope cgroup is left: $CG$cg"
+dead "$holder" || fail "the holder $holder outlived its cage"
 later check_no_state "$id"
 
 # OOM inside the user's scope
@@ -47,5 +54,15 @@ cage oom --policy "$T/p.toml" -- alloc 100 5
 cat "$T/oom.err"
 later check_exit "$T/oom.events" "$rc" 137 oom-killed
 later check_one_line "$T/oom.err" "$T/oom.events" 'memory|oom'
+later assert_ge "$(ev_field "$T/oom.events" exit oom-kills)" 1 "exit event oom-kills"
+later assert_num "$(ev_field "$T/oom.events" exit memory-peak)" "exit event memory-peak"
 check_no_units --user
 later check_no_state "$(cage_id "$T/oom.events")"
+
+# [cage] cgroupns needs root (a new cgroup namespace takes CAP_SYS_ADMIN): refused with one line,
+# nothing started, no unit
+systemd_policy "$T/ns.toml" sd-user 'cgroupns = true'
+cage ns --policy "$T/ns.toml" -- true
+assert_eq "$rc" 125 "status of a user's run with cgroupns = true"
+grep -q 'cgroupns = true needs claude-cage to run as root' "$T/ns.err" || fail "no line about cgroupns needing root: $(head -c 300 "$T/ns.err")"
+check_no_units --user

@@ -36,7 +36,7 @@ assert_eq "$rk" 137 "status of the cage killed at the slice's ceiling"
 later check_exit "$T/$killed.events" "$rk" 137 oom-killed
 later check_one_line "$T/$killed.err" "$T/$killed.events" 'memory|oom'
 check_exit "$T/$ok.events" "$ro" 0 exited
-later peak_le "$(ev_field "$T/$killed.events" exit memory-peak)" 104857600 "memory-peak of the killed cage (its own limit was not the one hit)"
+later assert_le "$(ev_field "$T/$killed.events" exit memory-peak)" 104857600 "memory-peak of the killed cage (its own limit was not the one hit)"
 assert_ge "$(awk '$1 == "oom" {print $2}' "$slice/memory.events")" $((oom0 + 1)) "oom in claude-cage.slice memory.events"
 assert_ge "$(awk '$1 == "oom_kill" {print $2}' "$slice/memory.events")" $((kill0 + 1)) "oom_kill in claude-cage.slice memory.events"
 check_no_units
