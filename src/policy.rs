@@ -350,7 +350,15 @@ pub fn parse(
         file: source.to_owned(),
         key: None,
         line: e.span().map(|s| line_of(text, s.start)),
-        message: e.message().trim().to_owned(),
+        // toml's message may run over several lines ("invalid table header\nexpected `.`, `]`");
+        // claude-cage's errors are one line each.
+        message: e
+            .message()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(": "),
     })?;
     let v = Validator { text, source };
     // The file must be valid on its own, even where a flag replaces one of its values.
@@ -1124,6 +1132,11 @@ mod tests {
     fn invalid_policies() {
         let cases: &[(&str, &str, Option<usize>)] = &[
             ("bogus = 1", "unknown field `bogus`", Some(1)),
+            (
+                "[cage\nname = \"x\"",
+                "invalid table header: expected",
+                Some(1),
+            ),
             ("[memory]\nmaxx = \"1G\"", "unknown field `maxx`", Some(2)),
             ("[nope]\n", "unknown field `nope`", Some(1)),
             ("[memory]\nmax = true", "a number or a string", Some(2)),
@@ -1211,6 +1224,7 @@ mod tests {
                 .expect_err(&format!("should be refused: {text:?}"));
             let msg = e.to_string();
             assert!(msg.starts_with("p.toml"), "{msg}");
+            assert!(!msg.contains('\n'), "one line: {msg:?}");
             assert!(
                 msg.contains(fragment),
                 "{text:?}: {msg:?} lacks {fragment:?}"
