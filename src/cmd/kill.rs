@@ -18,6 +18,9 @@ use crate::sys;
 /// How long `kill` waits for a supervisor to end its cage.
 const WAIT: Duration = Duration::from_secs(10);
 
+/// How many supervisors `kill` asks at once.
+const BATCH: usize = 256;
+
 /// Which cages to kill.
 pub enum Target {
     Ids(Vec<String>),
@@ -71,10 +74,24 @@ pub fn kill_cmd(target: Target, signal: Option<Signal>) -> i32 {
             v
         }
     };
-    for f in chosen {
-        let result = match signal {
-            Some(sig) => signal_all(f, sig),
-            None => kill_whole(f),
+    // The supervisors are asked first and then waited for together, so that many cages end in
+    // the time of the slowest, and one stuck supervisor delays no other; in batches, so that
+    // the pidfds stay well inside the default limit of 1024 open files.
+    let asked = chosen.chunks(BATCH).flat_map(|batch| {
+        let mut asked: Vec<Asked> = batch
+            .iter()
+            .map(|f| match signal {
+                Some(sig) => Asked::Done(signal_all(f, sig)),
+                None => ask(f),
+            })
+            .collect();
+        wait_all(&mut asked);
+        asked
+    });
+    for a in asked {
+        let result = match a {
+            Asked::Done(r) => r,
+            Asked::Waiting { .. } => unreachable!("wait_all settles every request"),
         };
         match result {
             Ok(line) => println!("{line}"),
@@ -104,8 +121,76 @@ fn signal_all(f: &Found, sig: Signal) -> Result<String, String> {
     ))
 }
 
-/// Kills the whole cage: through its supervisor when it is alive, directly otherwise.
-fn kill_whole(f: &Found) -> Result<String, String> {
+/// A kill request: settled, or sent to a supervisor that has yet to end.
+enum Asked {
+    Done(Result<String, String>),
+    Waiting {
+        id: String,
+        pid: Pid,
+        pidfd: std::os::fd::OwnedFd,
+    },
+}
+
+/// Waits, up to [`WAIT`] in all, until every asked supervisor has ended (its pidfd is
+/// readable), and settles each request.
+fn wait_all(asked: &mut [Asked]) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let waiting: Vec<usize> = (0..asked.len())
+            .filter(|&i| matches!(asked[i], Asked::Waiting { .. }))
+            .collect();
+        if waiting.is_empty() {
+            return;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut ended = vec![false; waiting.len()];
+        if !left.is_zero() {
+            let mut fds: Vec<PollFd> = waiting
+                .iter()
+                .map(|&i| match &asked[i] {
+                    Asked::Waiting { pidfd, .. } => PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+                    Asked::Done(_) => unreachable!(),
+                })
+                .collect();
+            let ms = PollTimeout::try_from(left.as_millis() as i32 + 1).unwrap_or(PollTimeout::MAX);
+            // An error (EINTR) leaves every revents empty: the loop polls again.
+            let _ = poll(&mut fds, ms);
+            for (k, fd) in fds.iter().enumerate() {
+                ended[k] = fd.revents().is_some_and(|r| !r.is_empty());
+            }
+        }
+        let timed_out = deadline <= std::time::Instant::now();
+        for (k, &i) in waiting.iter().enumerate() {
+            if let Asked::Waiting { id, pid, .. } = &asked[i] {
+                if ended[k] {
+                    asked[i] = Asked::Done(Ok(format!("killed cage {id}")));
+                } else if timed_out {
+                    asked[i] = Asked::Done(Err(format!(
+                        "the supervisor of {id} (pid {pid}) did not end within {}s",
+                        WAIT.as_secs()
+                    )));
+                }
+            }
+        }
+    }
+}
+
+/// Kills the whole cage: asks its supervisor when it is alive (to be waited for), kills and
+/// removes it directly otherwise.
+fn ask(f: &Found) -> Asked {
+    match ask_supervisor(f) {
+        Ok(Some((pid, pidfd))) => Asked::Waiting {
+            id: f.id.clone(),
+            pid,
+            pidfd,
+        },
+        Ok(None) => Asked::Done(kill_orphan(f)),
+        Err(e) => Asked::Done(Err(e)),
+    }
+}
+
+/// Sends the kill request to the cage's supervisor, if one is alive; returns it and its pidfd.
+fn ask_supervisor(f: &Found) -> Result<Option<(Pid, std::os::fd::OwnedFd)>, String> {
     // The supervisor: the one its state file names (pid and start time), or, for a cage still
     // setting up (no state file yet), the live process whose pid the cage id carries.
     let supervisor = match (&f.record, f.state) {
@@ -131,18 +216,14 @@ fn kill_whole(f: &Found) -> Result<String, String> {
                     f.id
                 )
             })?;
-            let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-            let ms = PollTimeout::try_from(WAIT.as_millis() as i32).unwrap_or(PollTimeout::MAX);
-            if poll(&mut fds, ms).unwrap_or(0) == 1 {
-                return Ok(format!("killed cage {}", f.id));
-            }
-            return Err(format!(
-                "the supervisor of {} (pid {pid}) did not end within {}s",
-                f.id,
-                WAIT.as_secs()
-            ));
+            return Ok(Some((pid, pidfd)));
         }
     }
+    Ok(None)
+}
+
+/// Kills and removes a cage whose supervisor is gone.
+fn kill_orphan(f: &Found) -> Result<String, String> {
     let cage = Cage::at(f.dir.clone());
     let n = cage
         .kill_and_remove(WAIT)
