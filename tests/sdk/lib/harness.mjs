@@ -39,8 +39,8 @@ export function cgroup2Mount() {
 
 /**
  * Where `parent = "auto"` puts a bot's cgroup for a claude-cage started from this process: the
- * cgroup2 root when we run in the root (this development host), else the parent of our own
- * cgroup (which claude-cage accepts only when it was delegated).
+ * cgroup2 root when we run in the root cgroup, else the parent of our own cgroup (which
+ * claude-cage accepts only when it was delegated).
  */
 export function autoParent() {
   const line = fs.readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((l) => l.startsWith('0::'));

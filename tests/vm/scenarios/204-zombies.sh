@@ -45,7 +45,8 @@ assert_eq "$(cat "$P/pids.current")" 0 "pids.current of the cages' parent after 
 assert_eq "$(zombie_count)" 0 "zombies anywhere after run"
 check_gone "$T/c.events" bot
 
-# the shell loop from the issue
+# a shell loop that leaves 100 zombies: 100 background `true`s, then `exec sleep`, which never
+# waits for them
 subreaper claude-cage run --parent /vm-zomb-parent --name vm-zomb --events "$T/s.events" \
 	-- sh -c 'for i in $(seq 100); do true & done; exec sleep 2' >"$T/s.out" 2>"$T/s.err"
 rc=$?
