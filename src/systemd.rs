@@ -36,6 +36,9 @@ pub enum SystemdError {
     },
 }
 
+/// The fix for a service manager that does not answer: `run` and `check` give the same advice.
+pub const CONNECT_ADVICE: &str = "run as root for the system manager, or in a user session whose bus is reachable ($DBUS_SESSION_BUS_ADDRESS or $XDG_RUNTIME_DIR/bus); or set [cage] backend = \"cgroupfs\" inside a delegated subtree";
+
 /// Whether the service manager runs this machine: PID 1 is systemd (sd_booted(3)).
 pub fn booted() -> bool {
     std::path::Path::new("/run/systemd/system").is_dir()
@@ -54,28 +57,62 @@ pub struct Manager {
     pub user: bool,
 }
 
+/// The service manager's own socket: `systemctl` and `systemd-run` talk to the manager there
+/// directly (a peer-to-peer D-Bus connection), without the bus broker in between. The system
+/// manager accepts only root on it; a user's manager serves its user.
+fn private_socket(user: bool) -> Option<std::path::PathBuf> {
+    if user {
+        std::env::var_os("XDG_RUNTIME_DIR")
+            .filter(|d| !d.is_empty())
+            .map(|d| std::path::Path::new(&d).join("systemd/private"))
+    } else {
+        Some("/run/systemd/private".into())
+    }
+}
+
 impl Manager {
-    /// The system manager as root, the user's manager otherwise.
+    /// The system manager as root, the user's manager otherwise: on the manager's private
+    /// socket where it answers, else over the bus.
+    ///
+    /// On the private socket there is no broker, so no `Hello`, match rules or name-owner
+    /// look-ups, and the manager sends every job signal to every direct connection without a
+    /// `Subscribe` (systemd's `bus_foreach_bus`). Over the bus, `JobRemoved` is only sent once
+    /// someone subscribed. Each round trip saved is tens of milliseconds on a busy manager.
     pub fn connect() -> Result<Manager, SystemdError> {
         let user = !Uid::effective().is_root();
         let bus = if user { "user session" } else { "system" };
-        let conn = if user {
-            Connection::session()
-        } else {
-            Connection::system()
-        }
-        .map_err(|source| SystemdError::Connect { bus, source })?;
-        let proxy = Proxy::new(
-            &conn,
-            "org.freedesktop.systemd1",
-            "/org/freedesktop/systemd1",
-            "org.freedesktop.systemd1.Manager",
-        )
-        .map_err(|source| SystemdError::Connect { bus, source })?;
-        // JobRemoved is only sent once someone subscribed.
-        proxy
-            .call::<_, _, ()>("Subscribe", &())
+        let direct = private_socket(user)
+            .and_then(|p| std::os::unix::net::UnixStream::connect(p).ok())
+            .and_then(|s| {
+                zbus::blocking::connection::Builder::unix_stream(s)
+                    .p2p()
+                    .build()
+                    .ok()
+            });
+        let p2p = direct.is_some();
+        let conn = match direct {
+            Some(c) => c,
+            None => if user {
+                Connection::session()
+            } else {
+                Connection::system()
+            }
+            .map_err(|source| SystemdError::Connect { bus, source })?,
+        };
+        // No property cache: it would fetch every property of the manager (`GetAll`) and watch
+        // them for changes, where one `Get` of `ControlGroup` is all a cage needs.
+        let proxy = zbus::blocking::proxy::Builder::<Proxy<'static>>::new(&conn)
+            .destination("org.freedesktop.systemd1")
+            .and_then(|b| b.path("/org/freedesktop/systemd1"))
+            .and_then(|b| b.interface("org.freedesktop.systemd1.Manager"))
+            .map(|b| b.cache_properties(zbus::proxy::CacheProperties::No))
+            .and_then(|b| b.build())
             .map_err(|source| SystemdError::Connect { bus, source })?;
+        if !p2p {
+            proxy
+                .call::<_, _, ()>("Subscribe", &())
+                .map_err(|source| SystemdError::Connect { bus, source })?;
+        }
         Ok(Manager {
             _conn: conn,
             proxy,
@@ -174,18 +211,6 @@ impl Manager {
             }) if n.as_str() == "org.freedesktop.systemd1.NoSuchUnit" => Ok(()),
             other => other,
         }
-    }
-
-    /// Sends SIGKILL to every process of the unit (the user's manager may not own the scope's
-    /// `cgroup.kill`).
-    pub fn kill(&self, name: &str) -> Result<(), SystemdError> {
-        self.proxy
-            .call::<_, _, ()>("KillUnit", &(name, "all", libc::SIGKILL))
-            .map_err(|source| SystemdError::Call {
-                op: "kill",
-                unit: name.to_owned(),
-                source,
-            })
     }
 
     /// Calls a method that returns a job, and waits for the job's JobRemoved signal. The

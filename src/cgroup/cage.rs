@@ -70,7 +70,8 @@ pub fn choose_parent(h: &Hierarchy, parent: &Parent) -> Result<PathBuf, CgroupEr
             Err(CgroupError::Placement(format!(
                 "cannot place cages automatically: claude-cage runs in cgroup {own}, and its parent {parent} \
                  is not delegated to it. Run the bot in a systemd service with Delegate=yes and \
-                 DelegateSubgroup=supervisor (systemd 254 or later), or as a user inside a delegated unit \
+                 DelegateSubgroup=supervisor (systemd 254 or later; before 254, start the bot with \
+                 ExecStart=claude-cage subgroup -- BOT-COMMAND), or as a user inside a delegated unit \
                  (systemd-run --user --scope -p Delegate=yes ...), or set [cage] parent / --parent to a \
                  cgroup you own whose parent enables the controllers",
                 own = h.own,

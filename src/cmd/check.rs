@@ -59,7 +59,8 @@ fn delegation_fix(ctx: &Context) -> String {
     match ctx {
         Context::Service(unit) => format!(
             "add `Delegate=memory pids cpu` and `DelegateSubgroup=supervisor` to [Service] of {unit} \
-             (systemd 254 or later; see docs/systemd.md for older systemd), then `systemctl daemon-reload` and restart it"
+             (systemd 254 or later; before 254, `Delegate=memory pids cpu` with `ExecStart=claude-cage subgroup -- <bot command>`), \
+             then `systemctl daemon-reload` and restart it"
         ),
         Context::UserSession => "run the bot inside a delegated user unit: `systemd-run --user --scope -p Delegate=yes <bot command>`".to_owned(),
         Context::Container => "give the container its own cgroup namespace and a writable cgroup2 mount (docker/podman: --cgroupns=private), and run claude-cage in a leaf cgroup of it".to_owned(),
@@ -194,7 +195,7 @@ fn systemd_backend(r: &mut Report, h: &Hierarchy, policy: &Policy) {
         )),
         Err(e) => r.problem(
             format!("backend systemd: {}", run::error_chain(&e)),
-            "run as root for the system manager, or in a user session whose bus is reachable ($DBUS_SESSION_BUS_ADDRESS or $XDG_RUNTIME_DIR/bus); or set [cage] backend = \"cgroupfs\" inside a delegated subtree",
+            crate::systemd::CONNECT_ADVICE,
         ),
     }
     #[cfg(not(feature = "systemd"))]

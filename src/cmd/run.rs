@@ -78,6 +78,17 @@ impl RunError {
             _ => exit::FAILURE,
         }
     }
+
+    /// What to do about it, where the error alone does not say.
+    pub fn advice(&self) -> Option<&'static str> {
+        match self {
+            #[cfg(feature = "systemd")]
+            RunError::Systemd(crate::systemd::SystemdError::Connect { .. }) => {
+                Some(crate::systemd::CONNECT_ADVICE)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Blocks the signals the supervisor handles, returning the mask claude-cage was started with.
@@ -103,7 +114,10 @@ pub fn run(inv: Invocation, original_mask: SigSet) -> i32 {
     match prepare_and_run(inv, original_mask) {
         Ok(status) => status,
         Err(e) => {
-            crate::say!("claude-cage: {}", error_chain(&e));
+            match e.advice() {
+                Some(fix) => crate::say!("claude-cage: {}; {fix}", error_chain(&e)),
+                None => crate::say!("claude-cage: {}", error_chain(&e)),
+            }
             e.exit_status()
         }
     }
@@ -550,7 +564,11 @@ impl Owner {
     fn release(&self, cage: &Cage) -> Result<(), RunError> {
         match (self, &cage.unit) {
             #[cfg(feature = "systemd")]
-            (Owner::Systemd(m), Some(unit)) => m.stop(unit).map_err(RunError::from),
+            // systemd stops an emptied scope by itself and removes its cgroup
+            // (CollectMode=inactive-or-failed); once that is done there is no job to wait for.
+            (Owner::Systemd(m), Some(unit)) if cage.dir.exists() => {
+                m.stop(unit).map_err(RunError::from)
+            }
             _ => Ok(()),
         }
     }
