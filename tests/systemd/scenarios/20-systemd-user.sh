@@ -36,6 +36,7 @@ assert_num "$holder" "the one process in $cg/hold"
 assert_eq "$(stat -c %U "/proc/$holder")" bot "the holder's user"
 assert_eq "$(stat -c %U "/proc/$pid")" bot "the child's user"
 assert_eq "$(cat "$CG$cg/memory.max")" 67108864 "memory.max of the user's cage"
+case "$(cgroup_of "$sup")" in "$cg" | "$cg"/*) fail "bot's supervisor $sup is inside its cage's scope: $(cgroup_of "$sup")" ;; esac
 as_bot systemctl --user status --no-pager "$scope" 2>&1 | capture user-scope-status
 [ -s /run/user/1000/claude-cage/"$id".json ] || fail "no state file /run/user/1000/claude-cage/$id.json"
 
@@ -65,4 +66,28 @@ systemd_policy "$T/ns.toml" sd-user 'cgroupns = true'
 cage ns --policy "$T/ns.toml" -- true
 assert_eq "$rc" 125 "status of a user's run with cgroupns = true"
 grep -q 'cgroupns = true needs claude-cage to run as root' "$T/ns.err" || fail "no line about cgroupns needing root: $(head -c 300 "$T/ns.err")"
+check_no_units --user
+
+# the program itself starts in <scope>/main: the user's manager moved the waiting child into the
+# scope, and claude-cage moved it on into main before releasing it
+cage cg --policy "$T/p.toml" -- cat /proc/self/cgroup
+cat "$T/cg.err"
+check_exit "$T/cg.events" "$rc" 0 exited
+case "$(head -n 1 "$T/cg.out")" in "0::/user.slice/user-1000.slice/user@1000.service/"*"/$(scope_of "$T/cg.events")/main") ;; *) fail "the program's own /proc/self/cgroup: $(head -n 1 "$T/cg.out")" ;; esac
+later check_no_warning "$T/cg.err"
+check_no_units --user
+later check_no_state "$(cage_id "$T/cg.events")"
+
+# a user whose service manager cannot be reached: 125, one line with the cause and the fix,
+# nothing started
+systemd_policy "$T/nobus.toml" sd-user
+runuser -u bot -- env XDG_RUNTIME_DIR=/nonexistent DBUS_SESSION_BUS_ADDRESS=unix:path=/nonexistent \
+	claude-cage run --policy "$T/nobus.toml" -- touch "$T/nobus.ran" >"$T/nobus.out" 2>"$T/nobus.err"
+rc=$?
+cat "$T/nobus.err"
+assert_eq "$rc" 125 "status without a reachable user manager"
+assert_eq "$(grep -c '^claude-cage: ' "$T/nobus.err")" 1 "lines on stderr without a reachable user manager"
+grep -q '^claude-cage: failed to connect to the user session bus of the service manager: .*; run as root for the system manager, or in a user session whose bus is reachable' "$T/nobus.err" ||
+	fail "no line with the cause and the fix: $(head -c 400 "$T/nobus.err")"
+[ ! -e "$T/nobus.ran" ] || fail "the program ran without a service manager"
 check_no_units --user

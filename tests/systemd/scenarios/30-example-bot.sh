@@ -41,7 +41,14 @@ systemctl daemon-reload
 systemctl start example-bot.service || fail "systemctl start example-bot.service failed: $(journalctl -q -n 5 -u example-bot.service | tr '\n' ' ')"
 ev=/var/lib/example-bot/events.jsonl
 wait_for 30 "two start events in $ev" test "$(ev_count "$ev" start 2>/dev/null)" -ge 2
-sleep 0.5
+# the start event is written as the child is released: wait until both have run their program
+children_run() {
+	local c
+	for c in $(jq -r 'select(.event == "start") | .pid' "$ev"); do
+		[ "$(cat "/proc/$c/comm" 2>/dev/null)" = sleep ] || return 1
+	done
+}
+wait_for 10 "both caged children run sleep" children_run
 assert_eq "$(systemctl show -P Delegate example-bot.service)" yes "example-bot.service Delegate"
 assert_eq "$(systemctl show -P DelegateControllers example-bot.service)" "cpu memory pids" "example-bot.service DelegateControllers"
 main=$(systemctl show -P MainPID example-bot.service)

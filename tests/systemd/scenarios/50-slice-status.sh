@@ -14,7 +14,9 @@ wait_event "$T/alpha.events" start 20
 wait_event "$T/beta.events" start 20
 sa=$(scope_of "$T/alpha.events")
 sb=$(scope_of "$T/beta.events")
-sleep 1
+# the start events are written as the children are released: wait until both run their programs
+wait_for 10 "alpha's child runs sleep 63" pgrep -f '^sleep 63$'
+wait_for 10 "beta's shell runs sleep 64" pgrep -f '^sleep 64$'
 
 systemctl status --no-pager -l claude-cage.slice >"$T/status" 2>&1
 cat "$T/status"

@@ -25,9 +25,8 @@ gc=$(pgrep -f '^sleep 601')
 [ -s "$STATE_DIR/$id.json" ] || fail "no state file $STATE_DIR/$id.json"
 kill -KILL "$sup"
 wait "$sup"
-sleep 0.5
-alive "$gc" || fail "the grandchild died with the supervisor: nothing to reap"
 wait_for 10 "only the grandchild $gc left in the cage (the child dies of its parent-death signal)" test "$(cat "$dir/main/cgroup.procs")" = "$gc"
+alive "$gc" || fail "the grandchild died with the supervisor: nothing to reap"
 op ps ps
 cat "$T/ps.out"
 grep -E "^$id " "$T/ps.out" | grep -qw orphaned || fail "claude-cage ps does not show $id as orphaned: $(grep -F "$id" "$T/ps.out")"

@@ -15,9 +15,10 @@ gc=$(pgrep -f '^sleep 611')
 # (systemd would otherwise apply its DefaultTasksMax= to the scope)
 assert_eq "$(ev_field "$T/o.events" start limits | jq -r '.["pids-max"]')" null "start event limits.pids-max"
 later assert_eq "$(unit_prop "$scope" TasksMax)" infinity "$scope TasksMax without pids.max in the policy"
+child=$(ev_field "$T/o.events" start pid)
 kill -KILL "$sup"
 wait "$sup"
-sleep 0.5
+wait_for 10 "the child $child dies of its parent-death signal" dead "$child"
 alive "$gc" || fail "the grandchild died with the supervisor: nothing to reap"
 assert_eq "$(systemctl show -P ActiveState "$scope")" active "$scope after the supervisor's death"
 op ps ps
