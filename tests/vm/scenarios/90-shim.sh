@@ -51,3 +51,53 @@ rc=$?
 check_exit "$T/shim.events" "$rc" 0 exited
 assert_eq "$(ev_field "$T/shim.events" start program)" /bin/true "CLAUDE_CAGE_PROGRAM: start event program"
 check_gone "$T/shim.events" bot
+
+# The policy search without CLAUDE_CAGE_POLICY: $XDG_CONFIG_HOME/claude-cage/policy.toml, else
+# ~/.config/claude-cage/policy.toml, else /etc/claude-cage/policy.toml, else the built-in
+# default. Each candidate names its own bot and events file, so the run shows which one it read.
+unset CLAUDE_CAGE_POLICY
+xdg=$T/xdg
+home=$T/home
+mkdir -p "$xdg/claude-cage" "$home/.config/claude-cage" /etc/claude-cage
+for w in xdg home etc; do
+	case $w in xdg) f=$xdg/claude-cage/policy.toml ;; home) f=$home/.config/claude-cage/policy.toml ;; etc) f=/etc/claude-cage/policy.toml ;; esac
+	printf '[cage]\nname = "vm-shim-%s"\n[events]\nfile = "%s"\n' "$w" "$T/search-$w.events" >"$f"
+done
+# shim_from WHICH: one shim run, which must have read the candidate WHICH and been cleaned up
+shim_from() {
+	rm -f "$T"/search-*.events
+	CLAUDE_CAGE_PROGRAM=/bin/true PATH="$T/shim:$T/real:$PATH" claude >"$T/s.out" 2>"$T/s.err"
+	rc=$?
+	check_exit "$T/search-$1.events" "$rc" 0 exited
+	assert_eq "$(ev_field "$T/search-$1.events" start bot)" "vm-shim-$1" "policy search: the bot of the run"
+	for o in xdg home etc; do
+		[ "$o" = "$1" ] || [ ! -e "$T/search-$o.events" ] || fail "policy search: the $o policy was read too"
+	done
+	check_gone "$T/search-$1.events" bot
+}
+XDG_CONFIG_HOME=$xdg HOME=$home shim_from xdg
+# an empty XDG_CONFIG_HOME counts as unset
+XDG_CONFIG_HOME= HOME=$home shim_from home
+rm "$xdg/claude-cage/policy.toml"
+XDG_CONFIG_HOME=$xdg HOME=$home shim_from etc
+rm "$home/.config/claude-cage/policy.toml"
+XDG_CONFIG_HOME= HOME=$home shim_from etc
+rm /etc/claude-cage/policy.toml
+rmdir /etc/claude-cage
+# no file anywhere: the built-in default (no events file; the cage is named after the program)
+rm -f "$T"/search-*.events
+XDG_CONFIG_HOME=$xdg HOME=$home CLAUDE_CAGE_PROGRAM=/bin/true PATH="$T/shim:$T/real:$PATH" claude >"$T/d.out" 2>"$T/d.err"
+rc=$?
+assert_eq "$rc" 0 "policy search, built-in default: status"
+[ -z "$(ls "$T"/search-*.events 2>/dev/null)" ] || fail "policy search: a removed policy was read: $(ls "$T"/search-*.events)"
+
+# No program to be found (only the shim itself in PATH): 127, one line naming what was searched,
+# and nothing created
+rm -f "$T/shim.events"
+CLAUDE_CAGE_POLICY="$T/policy.toml" PATH="$T/shim" claude -v >"$T/nf.out" 2>"$T/nf.err"
+rc=$?
+assert_eq "$rc" 127 "shim without a program: status"
+assert_eq "$(wc -l <"$T/nf.err")" 1 "shim without a program: lines on stderr"
+grep -qF "claude: not found (searched PATH=$T/shim)" "$T/nf.err" || fail "shim without a program: $(cat "$T/nf.err")"
+[ ! -s "$T/shim.events" ] || [ "$(ev_count "$T/shim.events" start)" = 0 ] || fail "shim without a program: a cage was started"
+check_no_dir vm-shim
