@@ -97,3 +97,27 @@ alive "$ORPHAN_GC" && fail "kill of an orphan: the grandchild $ORPHAN_GC is stil
 [ ! -e "${ORPHAN_DIR%/*}" ] || fail "kill of an orphan: bot dir left"
 check_no_state "$ORPHAN_ID"
 check_no_proc alloc
+
+# A cgroup shaped like a cage (<bot>/<bot>-<pid>-<n>/main) that claude-cage did not make: no
+# cage mark, no state file, a process in it. ps does not list it, and neither reap nor kill --all
+# touches it: its process lives on and the cgroup stays. (The orphans above, which carry the
+# mark, are the control: the same commands reaped and killed them.)
+foreign=$CG/vm-foreign/vm-foreign-4242-1
+mkdir -p "$foreign/main"
+sleep 997 &
+fp=$!
+echo "$fp" >"$foreign/main/cgroup.procs"
+op fps ps --json
+assert_eq "$(json_field "$T/fps.out" vm-foreign-4242-1 cage)" "" "ps --json lists an unmarked cgroup"
+op freap reap
+assert_eq "$rc" 0 "reap beside an unmarked cgroup: status"
+grep -qF vm-foreign "$T/freap.out" && fail "reap acted on an unmarked cgroup: $(cat "$T/freap.out")"
+op fkill kill --all
+grep -qF vm-foreign "$T/fkill.out" && fail "kill --all acted on an unmarked cgroup: $(cat "$T/fkill.out")"
+alive "$fp" || fail "reap or kill --all killed the process $fp of an unmarked cgroup"
+[ -d "$foreign/main" ] || fail "reap or kill --all removed the unmarked cgroup $foreign"
+assert_eq "$(cat "$foreign/main/cgroup.procs")" "$fp" "the unmarked cgroup's process"
+kill -KILL "$fp"
+wait "$fp" 2>/dev/null
+wait_match "$foreign/cgroup.events" '^populated 0$' 5
+rmdir "$foreign/main" "$foreign" "$CG/vm-foreign" || fail "could not remove the unmarked cgroup"
