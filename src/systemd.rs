@@ -57,48 +57,21 @@ pub struct Manager {
     pub user: bool,
 }
 
-/// The service manager's own socket: `systemctl` and `systemd-run` talk to the manager there
-/// directly (a peer-to-peer D-Bus connection), without the bus broker in between. The system
-/// manager accepts only root on it; a user's manager serves its user.
-fn private_socket(user: bool) -> Option<std::path::PathBuf> {
-    if user {
-        std::env::var_os("XDG_RUNTIME_DIR")
-            .filter(|d| !d.is_empty())
-            .map(|d| std::path::Path::new(&d).join("systemd/private"))
-    } else {
-        Some("/run/systemd/private".into())
-    }
-}
-
 impl Manager {
-    /// The system manager as root, the user's manager otherwise: on the manager's private
-    /// socket where it answers, else over the bus.
+    /// The system manager as root, the user's manager otherwise.
     ///
-    /// On the private socket there is no broker, so no `Hello`, match rules or name-owner
-    /// look-ups, and the manager sends every job signal to every direct connection without a
-    /// `Subscribe` (systemd's `bus_foreach_bus`). Over the bus, `JobRemoved` is only sent once
-    /// someone subscribed. Each round trip saved is tens of milliseconds on a busy manager.
+    /// Over the bus, not the manager's private socket (`/run/systemd/private`, which
+    /// `systemctl` uses as root): the manager signs what it sends there with its well-known name
+    /// as the sender, which zbus 5 refuses to parse (its executor thread panics).
     pub fn connect() -> Result<Manager, SystemdError> {
         let user = !Uid::effective().is_root();
         let bus = if user { "user session" } else { "system" };
-        let direct = private_socket(user)
-            .and_then(|p| std::os::unix::net::UnixStream::connect(p).ok())
-            .and_then(|s| {
-                zbus::blocking::connection::Builder::unix_stream(s)
-                    .p2p()
-                    .build()
-                    .ok()
-            });
-        let p2p = direct.is_some();
-        let conn = match direct {
-            Some(c) => c,
-            None => if user {
-                Connection::session()
-            } else {
-                Connection::system()
-            }
-            .map_err(|source| SystemdError::Connect { bus, source })?,
-        };
+        let conn = if user {
+            Connection::session()
+        } else {
+            Connection::system()
+        }
+        .map_err(|source| SystemdError::Connect { bus, source })?;
         // No property cache: it would fetch every property of the manager (`GetAll`) and watch
         // them for changes, where one `Get` of `ControlGroup` is all a cage needs.
         let proxy = zbus::blocking::proxy::Builder::<Proxy<'static>>::new(&conn)
@@ -108,11 +81,10 @@ impl Manager {
             .map(|b| b.cache_properties(zbus::proxy::CacheProperties::No))
             .and_then(|b| b.build())
             .map_err(|source| SystemdError::Connect { bus, source })?;
-        if !p2p {
-            proxy
-                .call::<_, _, ()>("Subscribe", &())
-                .map_err(|source| SystemdError::Connect { bus, source })?;
-        }
+        // JobRemoved is only sent once someone subscribed.
+        proxy
+            .call::<_, _, ()>("Subscribe", &())
+            .map_err(|source| SystemdError::Connect { bus, source })?;
         Ok(Manager {
             _conn: conn,
             proxy,
