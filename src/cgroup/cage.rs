@@ -214,14 +214,20 @@ const CREATE_ATTEMPTS: u32 = 16;
 impl Cage {
     /// Creates the bot's cgroup (if missing) and a new cage in it with the policy's limits.
     /// An existing cage directory is never joined: the next id is tried. On any error, what was
-    /// created is removed.
+    /// created is removed: the cage, and the bot's cgroup if this call made it and no other
+    /// cage has moved in since. The kernel may refuse any mkdir after the first, not only with
+    /// EEXIST or ENOENT: the parent's `cgroup.max.descendants` or `cgroup.max.depth` refuses a
+    /// cage or its `main` with EAGAIN (Documentation/admin-guide/cgroup-v2.rst).
     pub fn create(place: &Placement, name: &str, policy: &Policy) -> Result<Cage, CgroupError> {
         let pid = std::process::id();
         enable(&place.parent, &place.controllers)?;
         let bot_dir = place.parent.join(name);
         let mut serial = 1;
+        let mut created_bot = false;
         for _ in 0..CREATE_ATTEMPTS {
-            let created_bot = mkdir(&bot_dir)?;
+            // Once made by this call, the bot's cgroup stays this call's to remove, even when a
+            // later attempt finds it there.
+            created_bot |= mkdir(&bot_dir)?;
             let setup_bot = setup_bot(&bot_dir, place, policy);
             if let Err(e) = setup_bot {
                 // A concurrent run of the same bot removed its (empty) cgroup under us: the
@@ -244,7 +250,12 @@ impl Cage {
                 }
                 // A concurrent run removed the (empty) bot cgroup between our mkdir and this one.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(source) => return Err(CgroupError::Create { path: dir, source }),
+                Err(source) => {
+                    if created_bot {
+                        remove_bot_if_empty(&bot_dir);
+                    }
+                    return Err(CgroupError::Create { path: dir, source });
+                }
             }
             let mut cage = Cage {
                 id,
@@ -262,6 +273,9 @@ impl Cage {
                     return Err(e);
                 }
             }
+        }
+        if created_bot {
+            remove_bot_if_empty(&bot_dir);
         }
         Err(CgroupError::Placement(format!(
             "could not create a new cage under {} after {CREATE_ATTEMPTS} attempts",
