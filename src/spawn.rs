@@ -1,5 +1,6 @@
 //! Starting the child inside the cage: finding the program, preparing everything exec needs
-//! before the clone, and learning whether exec succeeded through a close-on-exec pipe.
+//! before the clone, and learning whether exec succeeded through a close-on-exec pipe, and if
+//! not, which step failed: claude-cage's own set-up in the child (125) or the exec (126, 127).
 
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
@@ -15,7 +16,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{Pid, pipe2};
 
 use crate::cgroup::fs::PROCS;
-use crate::sys::{self, Credentials, ExecSpec, Started};
+use crate::sys::{self, Credentials, ExecSpec, REPORT_LEN, Stage, Started};
 
 /// Why the child could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +27,14 @@ pub enum SpawnError {
     NotExecutable { path: PathBuf, source: io::Error },
     #[error("failed to execute {}", path.display())]
     Exec { path: PathBuf, source: io::Error },
+    /// A step of the child's before exec failed: claude-cage's own set-up, not the program.
+    #[error("failed to {} in the child before exec", stage.operation())]
+    PreExec {
+        stage: Stage,
+        source: Option<io::Error>,
+    },
+    #[error("the child ended before exec with an unreadable report ({len} bytes)")]
+    BadReport { len: usize },
     #[error("failed to open the cage's cgroup {}", path.display())]
     OpenCgroup { path: PathBuf, source: io::Error },
     #[error("failed to start the child")]
@@ -35,7 +44,28 @@ pub enum SpawnError {
 }
 
 impl SpawnError {
-    /// The exit status for this failure: 127 not found, 126 not executable, 125 otherwise.
+    /// The child's report on the error pipe (see `sys::REPORT_LEN`): a failed exec is the
+    /// program's (`Exec`), any earlier stage claude-cage's own (`PreExec`).
+    pub fn from_report(report: &[u8], path: &Path) -> SpawnError {
+        let Ok(bytes) = <[u8; REPORT_LEN]>::try_from(report) else {
+            return SpawnError::BadReport { len: report.len() };
+        };
+        let errno = i32::from_ne_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+        match Stage::from_byte(bytes[0]) {
+            Some(Stage::Exec) => SpawnError::Exec {
+                path: path.to_path_buf(),
+                source: io::Error::from_raw_os_error(errno),
+            },
+            Some(stage) => SpawnError::PreExec {
+                stage,
+                source: (errno != 0).then(|| io::Error::from_raw_os_error(errno)),
+            },
+            None => SpawnError::BadReport { len: report.len() },
+        }
+    }
+
+    /// The exit status for this failure: 127 not found, 126 not executable, 125 otherwise
+    /// (claude-cage's own failure, a step before exec included).
     pub fn exit_status(&self) -> i32 {
         match self {
             SpawnError::NotFound { .. } => crate::exit::NOT_FOUND,
@@ -152,14 +182,16 @@ impl Pending {
             error,
             path,
         } = self;
-        // If this write fails the child sees EOF and exits 125; the error pipe then tells.
+        // If this write fails the child sees EOF (the descriptor is closed at the end of the
+        // statement), reports `Stage::AwaitGo` and exits 125: the error pipe then tells.
         let _ = File::from(go).write_all(b"1");
-        // EOF means exec succeeded (the pipe was closed on exec); four bytes are the child's
-        // errno.
-        let mut buf = [0u8; 4];
+        // EOF with nothing read means exec succeeded (the pipe is close-on-exec); otherwise the
+        // child reports the stage that failed and its errno. A child killed before it could
+        // report (SIGKILL) also gives a bare EOF: the supervisor then sees it die by the signal.
+        let mut buf = [0u8; REPORT_LEN];
         let mut read = 0;
         let mut f = File::from(error);
-        while read < 4 {
+        while read < REPORT_LEN {
             match f.read(&mut buf[read..]) {
                 Ok(0) => break,
                 Ok(n) => read += n,
@@ -171,11 +203,7 @@ impl Pending {
             return Ok(Child { pid, pidfd });
         }
         let _ = waitpid(pid, None);
-        let errno = i32::from_ne_bytes(buf);
-        Err(SpawnError::Exec {
-            path,
-            source: io::Error::from_raw_os_error(errno),
-        })
+        Err(SpawnError::from_report(&buf[..read], &path))
     }
 
     /// Ends the waiting child without running the program (it sees EOF instead of its go and
@@ -293,6 +321,128 @@ mod tests {
         assert_eq!(e.exit_status(), 127);
         let e = resolve("/", None, None).unwrap_err();
         assert_eq!(e.exit_status(), 126);
+    }
+
+    /// The child's report on the error pipe decides the status: a failed exec is the
+    /// program's (127 not found, 126 otherwise), every earlier step claude-cage's own (125),
+    /// named in the message with its errno.
+    #[test]
+    fn child_reports_map_to_statuses_and_messages() {
+        let report = |stage: Stage, errno: i32| {
+            let mut r = vec![stage as u8];
+            r.extend_from_slice(&errno.to_ne_bytes());
+            r
+        };
+        let path = Path::new("/bin/prog");
+        let cases: &[(Vec<u8>, i32, &str)] = &[
+            (
+                report(Stage::Exec, libc::ENOENT),
+                127,
+                "failed to execute /bin/prog: No such file or directory",
+            ),
+            (
+                report(Stage::Exec, libc::EACCES),
+                126,
+                "failed to execute /bin/prog: Permission denied",
+            ),
+            (
+                report(Stage::Exec, libc::ENOEXEC),
+                126,
+                "failed to execute /bin/prog: Exec format error",
+            ),
+            (
+                report(Stage::JoinCgroup, libc::EBUSY),
+                125,
+                "failed to move into the cage (writing its cgroup.procs) in the child before exec: Device or resource busy",
+            ),
+            (
+                report(Stage::SetGroups, libc::EINVAL),
+                125,
+                "failed to set the supplementary groups (setgroups) in the child before exec: Invalid argument",
+            ),
+            (
+                report(Stage::ParentDeathSignal, libc::EINVAL),
+                125,
+                "failed to set the parent-death signal (prctl PR_SET_PDEATHSIG) in the child before exec: Invalid argument",
+            ),
+            (
+                report(Stage::RestoreMask, libc::EFAULT),
+                125,
+                "failed to restore the signal mask (sigprocmask) in the child before exec: Bad address",
+            ),
+            (
+                report(Stage::AwaitGo, 0),
+                125,
+                "failed to receive claude-cage's go (the pipe ended before it) in the child before exec",
+            ),
+            (
+                report(Stage::ParentGone, 0),
+                125,
+                "failed to find claude-cage still its parent (it died first) in the child before exec",
+            ),
+            (
+                vec![Stage::SetUid as u8, 1, 0],
+                125,
+                "unreadable report (3 bytes)",
+            ),
+            (vec![0, 1, 0, 0, 0], 125, "unreadable report (5 bytes)"),
+        ];
+        for (bytes, status, message) in cases {
+            let e = SpawnError::from_report(bytes, path);
+            let shown = crate::cmd::run::error_chain(&e);
+            assert_eq!(e.exit_status(), *status, "{bytes:?}: {shown}");
+            assert!(
+                shown.contains(message),
+                "{bytes:?}: {shown:?} lacks {message:?}"
+            );
+        }
+    }
+
+    /// A step before exec that really fails in the child: setgroups(2) refuses more than
+    /// NGROUPS_MAX (65536) groups with EINVAL, so the child reports that stage, and the run
+    /// is claude-cage's own failure (125), not a program that cannot be executed (126). As a
+    /// user other than root the first step, dropping the bounding set, fails instead (EPERM).
+    #[test]
+    fn a_failure_before_exec_is_claude_cages_own() {
+        let root = nix::unistd::Uid::effective().is_root();
+        let sh = resolve("sh", Some(OsStr::new("/bin:/usr/bin")), None).unwrap();
+        let credentials = Credentials {
+            uid: 65534,
+            gid: 65534,
+            groups: vec![65534; 65537],
+            cap_last: std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap(),
+        };
+        let pending = spawn(
+            Place::Own,
+            &sh,
+            &["sh".into(), "-c".into(), "exit 0".into()],
+            Vec::new(),
+            SigSet::empty(),
+            Some(credentials),
+        )
+        .unwrap();
+        let e = match pending.release() {
+            Ok(c) => panic!("the child {} exec'd with 65537 groups", c.pid),
+            Err(e) => e,
+        };
+        let expected = if root {
+            Stage::SetGroups
+        } else {
+            Stage::DropBounding
+        };
+        match &e {
+            SpawnError::PreExec { stage, source } => {
+                assert_eq!(*stage, expected, "{e}");
+                let errno = source.as_ref().and_then(io::Error::raw_os_error);
+                assert_eq!(errno, Some(if root { libc::EINVAL } else { libc::EPERM }));
+            }
+            other => panic!("expected a failure before exec, got {other:?}"),
+        }
+        assert_eq!(e.exit_status(), crate::exit::FAILURE);
     }
 
     #[test]

@@ -51,7 +51,8 @@ pub struct ExecSpec {
     /// A `cgroup.procs` opened by the parent, written by the child itself when clone3 with
     /// `CLONE_INTO_CGROUP` is not available (seccomp profiles that refuse clone3, old kernels).
     pub procs_fd: Option<RawFd>,
-    /// The write end of a close-on-exec pipe: exec failures are reported on it as an errno.
+    /// The write end of a close-on-exec pipe: a failure before or at exec is reported on it as
+    /// a [`Stage`] byte and the errno (see [`REPORT_LEN`]).
     pub error_fd: RawFd,
     /// The read end of the "go" pipe: the child waits for one byte on it before it execs, so
     /// that claude-cage records the cage (its state file) before the program runs.
@@ -187,8 +188,84 @@ fn fork_child(spec: &ExecSpec, move_self: bool) -> io::Result<Started> {
     }
 }
 
-/// The child's side: move into the cgroup (fallback path only), arrange to die with the
-/// parent, wait for the parent's go, restore the original signal mask, exec. On failure, report errno on the pipe.
+/// The step of the child's way from clone to exec that failed. The child writes it to the error
+/// pipe as one byte, followed by its errno, so that the parent can tell its own failure (exit
+/// 125) from a program that cannot be executed (126, 127).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Stage {
+    /// Writing "0" into the cage's `cgroup.procs` (the fork fallback, a cgroup namespace).
+    JoinCgroup = 1,
+    /// `PR_CAPBSET_DROP` for each capability.
+    DropBounding,
+    /// `PR_CAP_AMBIENT_CLEAR_ALL`.
+    ClearAmbient,
+    SetGroups,
+    SetGid,
+    SetUid,
+    /// `PR_SET_NO_NEW_PRIVS`.
+    NoNewPrivs,
+    /// `PR_SET_PDEATHSIG`.
+    ParentDeathSignal,
+    /// claude-cage died before the child set its parent-death signal (errno 0).
+    ParentGone,
+    /// The go pipe ended (errno 0) or failed before the go byte came.
+    AwaitGo,
+    /// sigprocmask(2) back to claude-cage's original mask.
+    RestoreMask,
+    /// execve(2) itself.
+    Exec,
+}
+
+impl Stage {
+    const ALL: [Stage; 12] = [
+        Stage::JoinCgroup,
+        Stage::DropBounding,
+        Stage::ClearAmbient,
+        Stage::SetGroups,
+        Stage::SetGid,
+        Stage::SetUid,
+        Stage::NoNewPrivs,
+        Stage::ParentDeathSignal,
+        Stage::ParentGone,
+        Stage::AwaitGo,
+        Stage::RestoreMask,
+        Stage::Exec,
+    ];
+
+    /// The stage a report's first byte names.
+    pub fn from_byte(b: u8) -> Option<Stage> {
+        Self::ALL.into_iter().find(|s| *s as u8 == b)
+    }
+
+    /// What the child was doing, as a fragment that fits "failed to …".
+    pub fn operation(self) -> &'static str {
+        match self {
+            Stage::JoinCgroup => "move into the cage (writing its cgroup.procs)",
+            Stage::DropBounding => "drop the capability bounding set (prctl PR_CAPBSET_DROP)",
+            Stage::ClearAmbient => "clear the ambient capabilities (prctl PR_CAP_AMBIENT)",
+            Stage::SetGroups => "set the supplementary groups (setgroups)",
+            Stage::SetGid => "set the group id (setgid)",
+            Stage::SetUid => "set the user id (setuid)",
+            Stage::NoNewPrivs => "set no_new_privs (prctl PR_SET_NO_NEW_PRIVS)",
+            Stage::ParentDeathSignal => "set the parent-death signal (prctl PR_SET_PDEATHSIG)",
+            Stage::ParentGone => "find claude-cage still its parent (it died first)",
+            Stage::AwaitGo => "receive claude-cage's go (the pipe ended before it)",
+            Stage::RestoreMask => "restore the signal mask (sigprocmask)",
+            Stage::Exec => "execute the program (execve)",
+        }
+    }
+}
+
+/// A report on the error pipe: the [`Stage`] byte and the errno in native byte order. Five
+/// bytes are written at once, and a pipe write of at most PIPE_BUF bytes is atomic (pipe(7)):
+/// the parent reads all of it or nothing.
+pub const REPORT_LEN: usize = 5;
+
+/// The child's side: move into the cgroup (fallback path only), drop privileges, arrange to die
+/// with the parent, wait for the parent's go, restore the original signal mask, exec. Every
+/// failure on the way is reported on the error pipe with its [`Stage`], so that the parent
+/// never mistakes a child that ended before exec for one that exec'd.
 fn child_after_clone(spec: &ExecSpec, move_self: bool) -> ! {
     // SAFETY: only async-signal-safe system calls (write, read, prctl, getppid, sigprocmask,
     // execve, _exit; signal-safety(7)) on memory that was allocated before the clone and stays valid,
@@ -198,7 +275,7 @@ fn child_after_clone(spec: &ExecSpec, move_self: bool) -> ! {
             if let Some(fd) = spec.procs_fd {
                 let zero = b"0";
                 if libc::write(fd, zero.as_ptr().cast(), 1) != 1 {
-                    fail(spec.error_fd, 125);
+                    fail(spec.error_fd, Stage::JoinCgroup);
                 }
             }
         }
@@ -207,7 +284,7 @@ fn child_after_clone(spec: &ExecSpec, move_self: bool) -> ! {
         }
         // PR_SET_PDEATHSIG (prctl(2)): the kernel sends SIGKILL when the parent dies. It is set
         // after the credentials change, which clears it (commit_creds in kernel/cred.c). If the
-        // parent died before the call, getppid no longer names it: exit at once.
+        // parent died before the call, getppid no longer names it: report that and exit.
         if libc::prctl(
             libc::PR_SET_PDEATHSIG,
             libc::SIGKILL as libc::c_ulong,
@@ -216,38 +293,40 @@ fn child_after_clone(spec: &ExecSpec, move_self: bool) -> ! {
             0,
         ) != 0
         {
-            fail(spec.error_fd, 125);
+            fail(spec.error_fd, Stage::ParentDeathSignal);
         }
         if libc::getppid() != spec.parent.as_raw() {
-            libc::_exit(125);
+            report(spec.error_fd, Stage::ParentGone, 0);
         }
         // Wait for the parent's go. EOF without the byte means the parent gave up on this
-        // child: it must not run the program.
+        // child (`Pending::cancel`, or its write of the go byte failed): it must not run the
+        // program, and says so, so that a parent waiting in `Pending::release` does not read
+        // the pipe's end as a successful exec.
         let mut go = 0u8;
         loop {
             let n = libc::read(spec.go_fd, (&mut go as *mut u8).cast(), 1);
             if n == 1 {
                 break;
             }
-            if n < 0 && *libc::__errno_location() == libc::EINTR {
+            if n < 0 && errno() == libc::EINTR {
                 continue;
             }
-            libc::_exit(125);
+            report(
+                spec.error_fd,
+                Stage::AwaitGo,
+                if n < 0 { errno() } else { 0 },
+            );
         }
         let mask: &libc::sigset_t = spec.original_mask.as_ref();
         if libc::sigprocmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) != 0 {
-            fail(spec.error_fd, 125);
+            fail(spec.error_fd, Stage::RestoreMask);
         }
         libc::execve(
             spec.path.as_ptr(),
             spec.argv_ptrs.as_ptr(),
             spec.envp_ptrs.as_ptr(),
         );
-        let code = match *libc::__errno_location() {
-            libc::ENOENT => 127,
-            _ => 126,
-        };
-        fail(spec.error_fd, code);
+        fail(spec.error_fd, Stage::Exec);
     }
 }
 
@@ -354,7 +433,7 @@ unsafe fn drop_privileges(c: &Credentials, error_fd: RawFd) {
     unsafe {
         for cap in 0..=c.cap_last {
             if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0 {
-                fail(error_fd, 125);
+                fail(error_fd, Stage::DropBounding);
             }
         }
         if libc::prctl(
@@ -364,29 +443,58 @@ unsafe fn drop_privileges(c: &Credentials, error_fd: RawFd) {
             0,
             0,
         ) != 0
-            && *libc::__errno_location() != libc::EINVAL
+            && errno() != libc::EINVAL
         {
-            fail(error_fd, 125);
+            fail(error_fd, Stage::ClearAmbient);
         }
-        if libc::setgroups(c.groups.len(), c.groups.as_ptr()) != 0
-            || libc::setgid(c.gid) != 0
-            || libc::setuid(c.uid) != 0
-            || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-        {
-            fail(error_fd, 125);
+        if libc::setgroups(c.groups.len(), c.groups.as_ptr()) != 0 {
+            fail(error_fd, Stage::SetGroups);
+        }
+        if libc::setgid(c.gid) != 0 {
+            fail(error_fd, Stage::SetGid);
+        }
+        if libc::setuid(c.uid) != 0 {
+            fail(error_fd, Stage::SetUid);
+        }
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            fail(error_fd, Stage::NoNewPrivs);
         }
     }
 }
 
-/// Writes errno to the error pipe and exits with `code`.
+/// The calling thread's errno.
+fn errno() -> libc::c_int {
+    // SAFETY: `__errno_location` returns a pointer to this thread's errno, valid for the
+    // thread's life; reading it is async-signal-safe (signal-safety(7)).
+    unsafe { *libc::__errno_location() }
+}
+
+/// Reports the failed `stage` with the current errno and exits.
 ///
 /// # Safety
 /// Only called in the child between clone and exec.
-unsafe fn fail(error_fd: RawFd, code: i32) -> ! {
-    // SAFETY: errno location and write(2)/_exit(2) are async-signal-safe.
+unsafe fn fail(error_fd: RawFd, stage: Stage) -> ! {
+    // SAFETY: errno is read before any other call can change it; `report` is async-signal-safe.
+    unsafe { report(error_fd, stage, errno()) }
+}
+
+/// Writes `stage` and `errno` to the error pipe in one write (see [`REPORT_LEN`]) and exits:
+/// 127 for a program that exec did not find, 126 for one it could not execute, 125 for a
+/// failure before exec. The parent decides by the report, not by this status.
+///
+/// # Safety
+/// Only called in the child between clone and exec.
+unsafe fn report(error_fd: RawFd, stage: Stage, errno: libc::c_int) -> ! {
+    let mut bytes = [0u8; REPORT_LEN];
+    bytes[0] = stage as u8;
+    bytes[1..].copy_from_slice(&errno.to_ne_bytes());
+    let code = match (stage, errno) {
+        (Stage::Exec, libc::ENOENT) => 127,
+        (Stage::Exec, _) => 126,
+        _ => 125,
+    };
+    // SAFETY: write(2) and _exit(2) are async-signal-safe; `bytes` is on this stack.
     unsafe {
-        let errno = *libc::__errno_location();
-        let bytes = errno.to_ne_bytes();
         libc::write(error_fd, bytes.as_ptr().cast(), bytes.len());
         libc::_exit(code)
     }
