@@ -361,6 +361,11 @@ mod tests {
                 "failed to set the supplementary groups (setgroups) in the child before exec: Invalid argument",
             ),
             (
+                report(Stage::ClearCapabilities, libc::EPERM),
+                125,
+                "failed to clear the capability sets (capset) in the child before exec: Operation not permitted",
+            ),
+            (
                 report(Stage::ParentDeathSignal, libc::EINVAL),
                 125,
                 "failed to set the parent-death signal (prctl PR_SET_PDEATHSIG) in the child before exec: Invalid argument",
