@@ -694,20 +694,20 @@ impl Validator<'_> {
             }
         };
 
-        let max_runtime = self.duration(self.pick(
+        let runtime_v = self.pick(
             lifetime.max_runtime.as_ref(),
             "lifetime.max-runtime",
             o.max_runtime.as_ref(),
             "--max-runtime",
             owned,
-        ))?;
-        if max_runtime == Some(Duration::ZERO) {
-            return Err(PolicyError {
-                file: self.source.to_owned(),
-                key: Some("lifetime.max-runtime".into()),
-                line: None,
-                message: "must be longer than 0s (leave it unset for no limit)".into(),
-            });
+        );
+        let runtime_origin = runtime_v.as_ref().map(|(_, o)| clone_origin(o));
+        let max_runtime = self.duration(runtime_v)?;
+        if let (Some(Duration::ZERO), Some(origin)) = (max_runtime, &runtime_origin) {
+            return Err(self.error(
+                origin,
+                "must be longer than 0s (leave it unset for no limit)",
+            ));
         }
         let stdin_eof_grace = self.duration(self.pick(
             lifetime.stdin_eof_grace.as_ref(),
@@ -1185,7 +1185,11 @@ mod tests {
                 "not one of",
                 Some(2),
             ),
-            ("[lifetime]\nmax-runtime = \"0s\"", "longer than 0s", None),
+            (
+                "[lifetime]\nmax-runtime = \"0s\"",
+                "longer than 0s",
+                Some(2),
+            ),
             ("[events]\nfile = \"\"", "must not be empty", Some(2)),
             ("[cage]\nbackend = \"docker\"", "not one of", Some(2)),
             ("[cage]\nslice = \"bots\"", "slice unit name", Some(2)),
@@ -1255,6 +1259,17 @@ mod tests {
                 .to_string()
                 .contains("--memory-high")
         );
+        // A zero runtime from the flag is the flag's fault, not the file's.
+        let o = Overrides {
+            max_runtime: Some("0s".into()),
+            ..Default::default()
+        };
+        let e = parse("[lifetime]\nmax-runtime = \"1h\"\n", "p.toml", &o, GIB).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "command line: --max-runtime: must be longer than 0s (leave it unset for no limit)"
+        );
+        assert_eq!(e.line, None);
     }
 
     #[test]

@@ -748,7 +748,11 @@ const INVALID: &[(&str, &str, Option<usize>)] = &[
     ("[cpu]\nweight = 0", "out of range", Some(2)),
     ("[cpu]\nweight = 10001", "out of range", Some(2)),
     ("[lifetime]\nmax-runtime = \"10\"", "bad duration", Some(2)),
-    ("[lifetime]\nmax-runtime = \"0s\"", "longer than 0s", None),
+    (
+        "[lifetime]\nmax-runtime = \"0s\"",
+        "longer than 0s",
+        Some(2),
+    ),
     (
         "[lifetime]\nstdin-eof-grace = \"soon\"",
         "bad duration",
