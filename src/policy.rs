@@ -3,6 +3,7 @@
 //!
 //! Every error names the file, the key and, where the TOML gives one, the line.
 
+use std::cell::Cell;
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -291,11 +292,12 @@ impl<'de> Deserialize<'de> for Scalar {
 
 // ---- Loading and validation ----------------------------------------------------------------
 
-/// Reads and validates a policy file, applying the overrides.
+/// Reads and validates a policy file, applying the overrides. `mem_total` gives the machine's
+/// memory; it is called only if a size is a percentage, and then once.
 pub fn load_file(
     path: &Path,
     overrides: &Overrides,
-    mem_total: u64,
+    mem_total: &dyn Fn() -> u64,
 ) -> Result<Policy, PolicyError> {
     let source = path.display().to_string();
     let refuse = |message: String| PolicyError {
@@ -331,20 +333,36 @@ pub fn load_file(
     let mut text = String::new();
     std::io::Read::read_to_string(&mut file, &mut text)
         .map_err(|e| refuse(format!("cannot read the policy file: {e}")))?;
-    parse(&text, &source, overrides, mem_total)
+    parse_with(&text, &source, overrides, mem_total)
 }
 
-/// Validates the built-in default policy, applying the overrides.
-pub fn load_default(overrides: &Overrides, mem_total: u64) -> Result<Policy, PolicyError> {
-    parse(DEFAULT_POLICY, DEFAULT_SOURCE, overrides, mem_total)
+/// Validates the built-in default policy, applying the overrides; `mem_total` as for
+/// [`load_file`].
+pub fn load_default(
+    overrides: &Overrides,
+    mem_total: &dyn Fn() -> u64,
+) -> Result<Policy, PolicyError> {
+    parse_with(DEFAULT_POLICY, DEFAULT_SOURCE, overrides, mem_total)
 }
 
-/// Parses and validates policy text; `source` names it in errors.
+/// Parses and validates policy text; `source` names it in errors, and a size given as a
+/// percentage is of `mem_total` bytes.
 pub fn parse(
     text: &str,
     source: &str,
     overrides: &Overrides,
     mem_total: u64,
+) -> Result<Policy, PolicyError> {
+    parse_with(text, source, overrides, &|| mem_total)
+}
+
+/// [`parse`], asking `mem_total` for the machine's memory only when a size is a percentage of
+/// it, and then once.
+pub fn parse_with(
+    text: &str,
+    source: &str,
+    overrides: &Overrides,
+    mem_total: &dyn Fn() -> u64,
 ) -> Result<Policy, PolicyError> {
     let raw: RawPolicy = toml::from_str(text).map_err(|e| PolicyError {
         file: source.to_owned(),
@@ -360,10 +378,35 @@ pub fn parse(
             .collect::<Vec<_>>()
             .join(": "),
     })?;
-    let v = Validator { text, source };
+    let v = Validator {
+        text,
+        source,
+        mem_total: MemTotal {
+            read: mem_total,
+            value: Cell::new(None),
+        },
+    };
     // The file must be valid on its own, even where a flag replaces one of its values.
-    v.validate(raw.clone(), &Overrides::default(), mem_total)?;
-    v.validate(raw, overrides, mem_total)
+    v.validate(raw.clone(), &Overrides::default())?;
+    v.validate(raw, overrides)
+}
+
+/// The machine's memory, which a size given as a percentage is of: asked for only when such a
+/// size is resolved, and then once, though a policy is validated twice.
+struct MemTotal<'a> {
+    read: &'a dyn Fn() -> u64,
+    value: Cell<Option<u64>>,
+}
+
+impl MemTotal<'_> {
+    fn get(&self) -> u64 {
+        if let Some(v) = self.value.get() {
+            return v;
+        }
+        let v = (self.read)();
+        self.value.set(Some(v));
+        v
+    }
 }
 
 /// The 1-based line of a byte offset.
@@ -378,6 +421,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 struct Validator<'a> {
     text: &'a str,
     source: &'a str,
+    mem_total: MemTotal<'a>,
 }
 
 /// Where a value came from: a key in the file (with its span) or a command-line flag.
@@ -427,11 +471,7 @@ impl Validator<'_> {
         })
     }
 
-    fn size(
-        &self,
-        v: Option<(Scalar, Origin<'_>)>,
-        mem_total: u64,
-    ) -> Result<Option<Limit>, PolicyError> {
+    fn size(&self, v: Option<(Scalar, Origin<'_>)>) -> Result<Option<Limit>, PolicyError> {
         let Some((v, origin)) = v else {
             return Ok(None);
         };
@@ -440,7 +480,7 @@ impl Validator<'_> {
             Scalar::Int(n) => return Err(self.error(&origin, format!("size {n} is negative"))),
             Scalar::Text(t) => units::parse_size(&t).map_err(|e| self.error(&origin, e.0))?,
         };
-        Ok(Some(size.resolve(mem_total)))
+        Ok(Some(size.resolve_with(|| self.mem_total.get())))
     }
 
     fn count(&self, v: Option<(Scalar, Origin<'_>)>) -> Result<Option<Limit>, PolicyError> {
@@ -475,12 +515,7 @@ impl Validator<'_> {
             .map_err(|e| self.error(&origin, e.0))
     }
 
-    fn validate(
-        &self,
-        raw: RawPolicy,
-        o: &Overrides,
-        mem_total: u64,
-    ) -> Result<Policy, PolicyError> {
+    fn validate(&self, raw: RawPolicy, o: &Overrides) -> Result<Policy, PolicyError> {
         let cage = raw.cage.unwrap_or_default();
         let bot = raw.bot.unwrap_or_default();
         let memory = raw.memory.unwrap_or_default();
@@ -607,10 +642,8 @@ impl Validator<'_> {
             }
         }
 
-        let bot_memory_max = self.size(
-            self.pick(bot.memory_max.as_ref(), "bot.memory-max", None, "", text),
-            mem_total,
-        )?;
+        let bot_memory_max =
+            self.size(self.pick(bot.memory_max.as_ref(), "bot.memory-max", None, "", text))?;
         let bot_pids_max =
             self.count(self.pick(bot.pids_max.as_ref(), "bot.pids-max", None, "", text))?;
 
@@ -622,17 +655,14 @@ impl Validator<'_> {
             text,
         );
         let high_origin = high_v.as_ref().map(|(_, o)| clone_origin(o));
-        let mut memory_high = self.size(high_v, mem_total)?;
-        let memory_max = self.size(
-            self.pick(
-                memory.max.as_ref(),
-                "memory.max",
-                o.memory_max.as_ref(),
-                "--memory-max",
-                text,
-            ),
-            mem_total,
-        )?;
+        let mut memory_high = self.size(high_v)?;
+        let memory_max = self.size(self.pick(
+            memory.max.as_ref(),
+            "memory.max",
+            o.memory_max.as_ref(),
+            "--memory-max",
+            text,
+        ))?;
         if let (Some(Limit::Bytes(h)), Some(Limit::Bytes(m)), Some(origin)) =
             (memory_high, memory_max, &high_origin)
         {
@@ -651,10 +681,8 @@ impl Validator<'_> {
                 ));
             }
         }
-        let swap_max = self.size(
-            self.pick(memory.swap_max.as_ref(), "memory.swap-max", None, "", text),
-            mem_total,
-        )?;
+        let swap_max =
+            self.size(self.pick(memory.swap_max.as_ref(), "memory.swap-max", None, "", text))?;
         let pids_max = self.count(self.pick(
             pids.max.as_ref(),
             "pids.max",
@@ -755,7 +783,7 @@ impl Validator<'_> {
             v => v.map(|(f, _)| f),
         };
 
-        let alerts = self.alerts(raw_alerts, memory_high, memory_max, mem_total)?;
+        let alerts = self.alerts(raw_alerts, memory_high, memory_max)?;
 
         Ok(Policy {
             source: self.source.to_owned(),
@@ -791,7 +819,6 @@ impl Validator<'_> {
         raw: RawAlerts,
         memory_high: Option<Limit>,
         memory_max: Option<Limit>,
-        mem_total: u64,
     ) -> Result<Alerts, PolicyError> {
         let mut alerts = Alerts {
             exec_timeout: DEFAULT_EXEC_TIMEOUT,
@@ -816,17 +843,15 @@ impl Validator<'_> {
                         _ => unreachable!("a size ending in % is a percentage"),
                     }
                 }
-                other => {
-                    match self.size(Some((other.clone(), clone_origin(&origin))), mem_total)? {
-                        Some(Limit::Bytes(b)) => b,
-                        _ => {
-                            return Err(self.error(
-                                &origin,
-                                "must be a size or a percentage of memory.max, not \"max\"",
-                            ));
-                        }
+                other => match self.size(Some((other.clone(), clone_origin(&origin))))? {
+                    Some(Limit::Bytes(b)) => b,
+                    _ => {
+                        return Err(self.error(
+                            &origin,
+                            "must be a size or a percentage of memory.max, not \"max\"",
+                        ));
                     }
-                }
+                },
             };
             // The check is event-driven: the kernel notifies when usage crosses memory.high,
             // and only from then on is usage compared with the threshold (see alerts.rs).
@@ -993,7 +1018,8 @@ mod tests {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
-                load_file(&path, &Overrides::default(), 16 * GIB).unwrap_or_else(|e| panic!("{e}"));
+                load_file(&path, &Overrides::default(), &|| 16 * GIB)
+                    .unwrap_or_else(|e| panic!("{e}"));
                 seen += 1;
             }
         }
@@ -1002,7 +1028,7 @@ mod tests {
             "expected the shipped policies in {}",
             dir.display()
         );
-        let d = load_default(&Overrides::default(), 16 * GIB).unwrap();
+        let d = load_default(&Overrides::default(), &|| 16 * GIB).unwrap();
         assert_eq!(d.source, DEFAULT_SOURCE);
         assert!(
             d.require.is_empty(),
@@ -1021,7 +1047,7 @@ mod tests {
         let p = load_file(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/example-bot.toml"),
             &Overrides::default(),
-            16 * GIB,
+            &|| 16 * GIB,
         )
         .unwrap();
         assert_eq!(p.name.as_deref(), Some("example-bot"));
@@ -1056,6 +1082,57 @@ mod tests {
         assert_eq!(p.memory_max, Some(Limit::Bytes(4 * GIB)));
         assert_eq!(p.memory_high, Some(Limit::Bytes(1 << 20)));
         assert_eq!(p.pids_max, Some(Limit::Max));
+    }
+
+    /// The machine's memory is asked for only when a size is a percentage of it, and then once,
+    /// though a policy is validated twice (on its own, then with the flags).
+    #[test]
+    fn the_machines_memory_is_read_only_for_a_percentage() {
+        let asked = Cell::new(0);
+        let mem = || {
+            asked.set(asked.get() + 1);
+            16 * GIB
+        };
+        let none = Overrides::default();
+        let p = parse_with(
+            "[memory]\nmax = \"1G\"\nhigh = 1048576\n[bot]\nmemory-max = \"max\"\n[pids]\nmax = 10\n",
+            "p.toml",
+            &none,
+            &mem,
+        )
+        .unwrap();
+        assert_eq!(p.memory_max, Some(Limit::Bytes(GIB)));
+        assert_eq!(asked.get(), 0, "no percentage, no read");
+        let flags = Overrides {
+            memory_max: Some("2G".into()),
+            ..Default::default()
+        };
+        parse_with("", "p.toml", &flags, &mem).unwrap();
+        assert_eq!(asked.get(), 0, "no percentage in the flags, no read");
+
+        let p = parse_with(
+            "[memory]\nhigh = \"20%\"\nmax = \"25%\"\n[bot]\nmemory-max = \"50%\"\n",
+            "p.toml",
+            &none,
+            &mem,
+        )
+        .unwrap();
+        assert_eq!(p.memory_max, Some(Limit::Bytes(4 * GIB)));
+        assert_eq!(p.bot_memory_max, Some(Limit::Bytes(8 * GIB)));
+        assert_eq!(
+            asked.get(),
+            1,
+            "three percentages, two validations, one read"
+        );
+
+        asked.set(0);
+        let flags = Overrides {
+            memory_max: Some("50%".into()),
+            ..Default::default()
+        };
+        let p = parse_with("", "p.toml", &flags, &mem).unwrap();
+        assert_eq!(p.memory_max, Some(Limit::Bytes(8 * GIB)));
+        assert_eq!(asked.get(), 1, "a percentage in a flag");
     }
 
     #[test]

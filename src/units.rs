@@ -115,10 +115,16 @@ fn parse_decimal(s: &str) -> Option<f64> {
 impl Size {
     /// Resolves a percentage against the machine's memory; `Max` stays `Max`.
     pub fn resolve(self, mem_total: u64) -> Limit {
+        self.resolve_with(|| mem_total)
+    }
+
+    /// Like [`Size::resolve`], asking `mem_total` for the machine's memory only when the size
+    /// is a percentage of it.
+    pub fn resolve_with(self, mem_total: impl FnOnce() -> u64) -> Limit {
         match self {
             Size::Bytes(n) => Limit::Bytes(n),
             Size::Max => Limit::Max,
-            Size::Percent(p) => Limit::Bytes(((mem_total as f64) * p / 100.0) as u64),
+            Size::Percent(p) => Limit::Bytes(((mem_total() as f64) * p / 100.0) as u64),
         }
     }
 }
@@ -373,6 +379,13 @@ mod tests {
         assert_eq!(Size::Percent(25.0).resolve(8 << 30), Limit::Bytes(2 << 30));
         assert_eq!(Size::Max.resolve(8 << 30), Limit::Max);
         assert_eq!(Size::Bytes(7).resolve(0), Limit::Bytes(7));
+        let unasked = || -> u64 { panic!("the machine's memory was asked for") };
+        assert_eq!(Size::Bytes(7).resolve_with(unasked), Limit::Bytes(7));
+        assert_eq!(Size::Max.resolve_with(unasked), Limit::Max);
+        assert_eq!(
+            Size::Percent(50.0).resolve_with(|| 8 << 30),
+            Limit::Bytes(4 << 30)
+        );
     }
 
     #[test]

@@ -154,8 +154,8 @@ pub fn mem_total() -> u64 {
 /// Loads the policy of an invocation.
 pub fn load_policy(source: &PolicySource, overrides: &Overrides) -> Result<Policy, PolicyError> {
     match source {
-        PolicySource::File(p) => policy::load_file(p, overrides, mem_total()),
-        PolicySource::Default => policy::load_default(overrides, mem_total()),
+        PolicySource::File(p) => policy::load_file(p, overrides, &mem_total),
+        PolicySource::Default => policy::load_default(overrides, &mem_total),
     }
 }
 
