@@ -1349,6 +1349,57 @@ mod tests {
         assert_eq!(e.line, None);
     }
 
+    /// The fuzz corpus of the policy parser (fuzz/corpus/policy, grown by `cargo fuzz run
+    /// policy`) as a regression test: every input goes through the calls
+    /// fuzz/fuzz_targets/policy.rs makes, overrides from a "#!KEY=VALUE;..." first line
+    /// included, and each must return, accepted or refused, without a panic.
+    #[test]
+    fn the_fuzz_corpus_parses_without_panicking() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/policy");
+        let entries = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("the fuzz corpus {}: {e}", dir.display()));
+        let mut seen = 0;
+        let mut panicked = Vec::new();
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let data = std::fs::read(&path).unwrap();
+            seen += 1;
+            // As in the fuzz target: bytes that are not UTF-8 are no policy text.
+            let Ok(text) = std::str::from_utf8(&data) else {
+                continue;
+            };
+            let mut o = Overrides::default();
+            if let Some(first) = text.lines().next().and_then(|l| l.strip_prefix("#!")) {
+                for (k, v) in first.split(';').filter_map(|kv| kv.split_once('=')) {
+                    let v = Some(v.to_owned());
+                    match k {
+                        "name" => o.name = v,
+                        "parent" => o.parent = v,
+                        "memory-high" => o.memory_high = v,
+                        "memory-max" => o.memory_max = v,
+                        "pids-max" => o.pids_max = v,
+                        "max-runtime" => o.max_runtime = v,
+                        "stdin-eof-grace" => o.stdin_eof_grace = v,
+                        "term-grace" => o.term_grace = v,
+                        "events" => o.events = v,
+                        _ => {}
+                    }
+                }
+            }
+            match std::panic::catch_unwind(|| parse(text, "fuzz.toml", &o, 16 * GIB)) {
+                Err(_) => panicked.push(path),
+                Ok(Err(e)) => assert!(
+                    e.file == "fuzz.toml" || e.file == "command line",
+                    "{}: {e}",
+                    path.display()
+                ),
+                Ok(Ok(_)) => {}
+            }
+        }
+        assert!(seen > 0, "the fuzz corpus {} is empty", dir.display());
+        assert!(panicked.is_empty(), "the parser panicked on {panicked:?}");
+    }
+
     #[test]
     fn names_from_programs() {
         assert_eq!(name_from_program("/usr/bin/claude"), "claude");

@@ -452,6 +452,52 @@ mod tests {
         assert_eq!(count(2, "cage"), "2 cages");
     }
 
+    /// The fuzz corpus of the unit parsers (fuzz/corpus/units, grown by `cargo fuzz run
+    /// units`) as a regression test: every input goes through the calls
+    /// fuzz/fuzz_targets/units.rs makes, each returning, accepted or refused, without a panic.
+    #[test]
+    fn the_fuzz_corpus_parses_without_panicking() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/units");
+        let entries = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("the fuzz corpus {}: {e}", dir.display()));
+        let mut seen = 0;
+        let mut panicked = Vec::new();
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let data = std::fs::read(&path).unwrap();
+            seen += 1;
+            // As in the fuzz target: bytes that are not UTF-8 are no unit text.
+            let Ok(text) = std::str::from_utf8(&data) else {
+                continue;
+            };
+            let every_call = || {
+                if let Ok(s) = parse_size(text) {
+                    for total in [0, 1 << 30, u64::MAX] {
+                        let _ = s.resolve(total).to_cgroup_value();
+                    }
+                }
+                if let Ok(d) = parse_duration(text) {
+                    let _ = Elapsed(d).to_string();
+                }
+                if let Ok(c) = parse_cpu_max(text) {
+                    let _ = c.to_cgroup_value();
+                }
+                if let Ok(t) = parse_pressure(text) {
+                    let _ = t.to_cgroup_value();
+                    let _ = t.to_string();
+                }
+            };
+            if std::panic::catch_unwind(every_call).is_err() {
+                panicked.push(path);
+            }
+        }
+        assert!(seen > 0, "the fuzz corpus {} is empty", dir.display());
+        assert!(
+            panicked.is_empty(),
+            "the unit parsers panicked on {panicked:?}"
+        );
+    }
+
     #[test]
     fn formatting() {
         assert_eq!(Bytes(512).to_string(), "512 B");
