@@ -1272,7 +1272,11 @@ mod tests {
             ("[cage]\nslice = \"bots\"", "slice unit name", Some(2)),
             ("[cage]\nslice = \"a/b.slice\"", "slice unit name", Some(2)),
             ("program = \"\"", "must not be empty", Some(1)),
-            ("[memory\nmax = 1", "", Some(1)),
+            (
+                "[memory\nmax = 1",
+                "invalid table header: expected `.`, `]`",
+                Some(1),
+            ),
             ("[alerts]\nmemory-warn = \"80%\"", "does not set", Some(2)),
             (
                 "[memory]\nmax = \"1G\"\n[alerts]\nmemory-warn = \"80%\"",
