@@ -729,10 +729,17 @@ fn scope_cage(
                 a.memory_max = policy.memory_max;
                 a.swap_max = policy.swap_max;
                 // systemd has no property for memory.oom.group on a scope before v253; the file
-                // is written directly where this user may (root). The holder is exempt from a
-                // group kill (`Holder::spawn`).
+                // is written directly. A group kill spares only a holder the OOM killer ignores
+                // (`Holder::spawn`, which takes root). A user's holder would die with the group,
+                // and the user's manager would remove the emptied scope before its counters are
+                // read, so the OOM kill would go unreported. For a user the group is `main`
+                // instead: Claude and everything it starts there; a cgroup Claude makes beside
+                // `main` then loses only the process the OOM killer picks (mm/memcontrol.c,
+                // mem_cgroup_get_oom_group: the highest cgroup with oom.group set, from the
+                // victim's up to the one whose limit was hit).
+                let group = if holder.1 { &cage.dir } else { &cage.main };
                 if cgroup::fs::write(
-                    &cage.dir,
+                    group,
                     cgroup::fs::MEMORY_OOM_GROUP,
                     if policy.oom_group { "1" } else { "0" },
                 )
@@ -742,7 +749,7 @@ fn scope_cage(
                 } else if policy.oom_group {
                     crate::say!(
                         "claude-cage warning: memory.oom-group is not applied: {} is not writable here",
-                        cage.dir.join(cgroup::fs::MEMORY_OOM_GROUP).display()
+                        group.join(cgroup::fs::MEMORY_OOM_GROUP).display()
                     );
                 }
             }
@@ -793,9 +800,9 @@ fn scope_cage(
 }
 
 /// A scope's holder until the cage is made: dropped, it is killed and reaped, so a failed
-/// start leaves no process behind.
+/// start leaves no process behind. The flag: whether the OOM killer spares it.
 #[cfg(feature = "systemd")]
-struct Holder(Pid);
+struct Holder(Pid, bool);
 
 #[cfg(feature = "systemd")]
 impl Holder {
@@ -803,9 +810,12 @@ impl Holder {
     /// then neither picks it nor kills it with the group (`memory.oom.group`; mm/oom_kill.c
     /// skips OOM_SCORE_ADJ_MIN in a group kill); another user may not lower it.
     fn spawn(cage: &str) -> std::io::Result<Holder> {
-        let holder = Holder(sys::spawn_holder(&format!("claude-cage-holder {cage}"))?);
+        let mut holder = Holder(
+            sys::spawn_holder(&format!("claude-cage-holder {cage}"))?,
+            false,
+        );
         if nix::unistd::Uid::effective().is_root() {
-            let _ = std::fs::write(format!("/proc/{}/oom_score_adj", holder.0), "-1000");
+            holder.1 = std::fs::write(format!("/proc/{}/oom_score_adj", holder.0), "-1000").is_ok();
         }
         Ok(holder)
     }
