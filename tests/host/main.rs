@@ -13,8 +13,11 @@ mod reliability;
 mod signals;
 
 use std::io::{BufRead, BufReader};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use claude_cage::cgroup::Hierarchy;
 
@@ -133,6 +136,19 @@ pub fn wait_ready(child: &mut Child) -> String {
     let out = child.stdout.as_mut().expect("stdout piped");
     let mut line = String::new();
     BufReader::new(out).read_line(&mut line).unwrap();
+    line.trim().to_owned()
+}
+
+/// The next line the child writes, waited for on the pipe itself and bounded, so that a signal
+/// that never arrives fails the test instead of hanging it.
+pub fn next_line(out: &mut BufReader<ChildStdout>, within: std::time::Duration) -> String {
+    if !out.buffer().contains(&b'\n') {
+        let mut fds = [PollFd::new(out.get_ref().as_fd(), PollFlags::POLLIN)];
+        let ready = poll(&mut fds, PollTimeout::try_from(within).unwrap()).unwrap();
+        assert_eq!(ready, 1, "no line from the child within {within:?}");
+    }
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
     line.trim().to_owned()
 }
 
