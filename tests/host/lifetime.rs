@@ -138,3 +138,66 @@ fn the_cage_dies_with_the_process_that_started_it() {
     assert_eq!(exit_event(&ev)["reason"], "parent-died");
     assert_no_cgroup(&n);
 }
+
+/// `parent-death = "ignore"`: the starter is SIGKILLed and the cage lives on; the child ends on
+/// its own terms and claude-cage reports its status. The control, with the default "kill", is
+/// `the_cage_dies_with_the_process_that_started_it` above.
+///
+/// No sleep stands in for "claude-cage had its chance to kill": after the starter is reaped its
+/// pidfd is readable, so the first SIGUSR1 claude-cage forwards is read in the same loop turn
+/// that would see the death (and kill the cage under "kill"); the second one is acknowledged
+/// only if the child outlived that turn.
+#[test]
+fn parent_death_ignore_lets_the_child_outlive_its_starter() {
+    let n = name("pdeath-ignore");
+    let t = TempDir::new(&n);
+    let ev = t.path("ev");
+    let policy = t.path("p.toml");
+    std::fs::write(&policy, "[lifetime]\nparent-death = \"ignore\"\n").unwrap();
+    let child = "n=0; trap 'n=$((n+1)); echo ack-$n; if [ $n = 2 ]; then kill $s; exit 7; fi' USR1; \
+                 sleep 1000 & s=$!; echo child=$$; while :; do wait $s; done";
+    // The child's script is the starter's "$1", so that the starter expands nothing in it.
+    let script = format!(
+        "{} run --name {n} --events {} --policy {} -- sh -c \"$1\" & echo supervisor=$!; wait",
+        bin(),
+        ev.display(),
+        policy.display()
+    );
+    let mut starter = Command::new("sh")
+        .args(["-c", &script, "starter", child])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(starter.stdout.take().unwrap());
+    let mut next = || next_line(&mut out, std::time::Duration::from_secs(10));
+    let (mut supervisor, mut caged) = (0, 0);
+    for _ in 0..2 {
+        let l = next();
+        match l.split_once('=') {
+            Some(("supervisor", p)) => supervisor = p.parse().unwrap(),
+            Some(("child", p)) => caged = p.parse().unwrap(),
+            _ => panic!("unexpected line {l:?}"),
+        }
+    }
+    let pidfd = claude_cage::sys::pidfd_open(Pid::from_raw(supervisor)).unwrap();
+    kill(Pid::from_raw(starter.id() as i32), Signal::SIGKILL).unwrap();
+    starter.wait().unwrap();
+    for i in 1..=2 {
+        kill(Pid::from_raw(supervisor), Signal::SIGUSR1).unwrap();
+        assert_eq!(
+            next(),
+            format!("ack-{i}"),
+            "the child did not outlive its starter"
+        );
+    }
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    let n_ready = poll(&mut fds, PollTimeout::from(10_000u16)).unwrap();
+    assert_eq!(n_ready, 1, "claude-cage did not exit after its child did");
+    assert!(!alive(caged), "the caged child is still alive");
+    // claude-cage's parent is gone, so its status is read from its exit event.
+    let exit = exit_event(&ev);
+    assert_eq!(exit["reason"], "exited", "{exit}");
+    assert_eq!(exit["status"], 7, "{exit}");
+    assert_no_cgroup(&n);
+}

@@ -116,12 +116,13 @@ fn usage_errors_exit_125() {
 
 #[test]
 fn a_required_controller_missing_on_this_hybrid_host_is_explained() {
-    // This machine binds memory and pids to cgroup v1; a policy that requires them must refuse
-    // to start and say why.
+    // This test needs a hybrid host whose memory controller is bound to cgroup v1, the kind
+    // the host tests run on: there a policy that requires memory must refuse to start and say
+    // why. Anywhere else it fails with that reason instead of passing without a check.
     let h = claude_cage::cgroup::Hierarchy::discover().unwrap();
     assert!(
         h.is_v1("memory"),
-        "this test expects the hybrid host the suite is developed on"
+        "this test needs a hybrid host with the memory controller bound to cgroup v1; here it is not"
     );
     let n = name("require");
     let t = TempDir::new(&n);
@@ -189,5 +190,70 @@ fn shipped_policies_are_accepted_by_the_binary() {
         &["true"],
     ));
     assert!(out.status.success(), "{out:?}");
+    assert_no_cgroup(&n);
+}
+
+/// A parent cgroup the invoking user cannot write to: exit 125, one line naming the operation
+/// and the path, and nothing created (no cgroup, no state file, no event). claude-cage
+/// runs as uid 65534 (util-linux `setpriv`) with `--parent` at a cgroup owned by root.
+#[test]
+fn a_parent_cgroup_that_is_not_writable_is_refused_and_nothing_is_created() {
+    let n = name("ro-parent");
+    let parent = ControlCgroup::new("ro-parent");
+    let rel = format!("/{}", parent.0.file_name().unwrap().to_str().unwrap());
+    // The unprivileged user's runtime directory: its state would go here.
+    let t = TempDir::new(&n);
+    let nobody = nix::unistd::Uid::from_raw(65534);
+    let nogroup = nix::unistd::Gid::from_raw(65534);
+    nix::unistd::chown(&t.0, Some(nobody), Some(nogroup)).unwrap();
+    let ev = t.path("ev");
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--",
+        ])
+        .arg(bin())
+        .args(["run", "--name", &n, "--parent", &rel, "--events"])
+        .arg(&ev)
+        .args(["--", "true"])
+        .env("XDG_RUNTIME_DIR", &t.0)
+        .env("HOME", &t.0)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("this test needs util-linux setpriv: {e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    let lines = reason_lines(&out);
+    assert_eq!(lines.len(), 1, "one message: {err}");
+    let target = parent.0.join(&n);
+    assert!(
+        lines[0].contains(&format!("failed to create cgroup {}", target.display()))
+            && lines[0].contains("Permission denied"),
+        "{lines:?}"
+    );
+    let children: Vec<_> = std::fs::read_dir(&parent.0)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    assert!(
+        children.is_empty(),
+        "created under the parent: {children:?}"
+    );
+    // The events file is opened before the cgroup is made, as for any refused run: it stays
+    // empty. Nothing else appears (no state directory).
+    assert!(events(&ev).is_empty(), "events of a refused run");
+    let left: Vec<_> = std::fs::read_dir(&t.0)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| *p != ev)
+        .collect();
+    assert!(left.is_empty(), "files left by a refused run: {left:?}");
     assert_no_cgroup(&n);
 }
