@@ -4,7 +4,6 @@
 # Everything a scenario prints goes to its log, shown on the console only on failure.
 
 CG=/sys/fs/cgroup
-PAYLOADS="alloc forkbomb spawntree"
 
 # fail WHY...: record the reason (first line is what the FAIL line shows) and end the scenario.
 fail() {

@@ -1,5 +1,5 @@
-# 100 MB under memory.max=50M is OOM-killed (137, reason oom-killed, one stderr line about
-# the OOM killer); a second cage of the same bot started at the same time is untouched.
+# 100 MB under memory.max=50M is OOM-killed (137, reason oom-killed, one stderr line naming
+# the OOM killer, the limit and the peak); a second cage of the same bot started at the same time is untouched.
 # vmtest-timeout: 90
 
 cat >"$T/policy.toml" <<'P'
@@ -32,7 +32,14 @@ assert_eq "$(ev_field "$T/big.events" start oom-group)" true "big: start limits 
 peak=$(ev_field "$T/big.events" exit memory-peak)
 assert_ge "$peak" $((40 * 1048576)) "big: exit event memory-peak"
 [ "$peak" -le $((50 * 1048576)) ] || fail "big: memory-peak $peak above memory.max"
-check_one_line "$T/big.err" "$T/big.events" 'oom'
+# The whole line: the limit as the policy set it, then the peak and the duration as
+# claude-cage formats them (units.rs: one decimal and a binary unit; "850ms" or "1.2s").
+check_one_line "$T/big.err" "$T/big.events" \
+	'killed by the kernel OOM killer at memory\.max 50\.0 MiB \(peak [0-9]+\.[0-9] (KiB|MiB)\) after ([0-9]+ms|[0-9]+\.[0-9]s)$'
+# ... and the peak it names is the exit event's memory-peak.
+lpeak=$(cage_lines "$T/big.err" | sed -n 's/.*(peak \([0-9.]*\) MiB).*/\1/p')
+awk -v l="$lpeak" -v p="$peak" 'BEGIN { d = l - p / 1048576; exit !(l != "" && d < 0.051 && d > -0.051) }' ||
+	fail "big: the line's peak '$lpeak MiB' is not the exit event's memory-peak $peak"
 grep -q 'touched' "$T/big.out" && fail "big: alloc finished, it should have been killed"
 
 check_exit "$T/small.events" "$rcs" 0 exited

@@ -1,7 +1,8 @@
 # An OOM kill inside the cage, with and without memory.oom.group. The child (a shell) runs a
 # sleeper and a 100 MB allocation under memory.max=50M.
 # oom-group = false: the OOM killer takes the allocation alone; the child sees it die (137),
-# finds the sleeper alive, and exits 0: status 0, reason exited, oom-kills >= 1, no stderr line.
+# finds the sleeper alive, and exits 0: status 0, reason exited, oom-kills exactly 1, no stderr
+# line.
 # oom-group = true: the OOM kill takes every process in the cage (the child, the sleeper, the
 # allocation: oom-kills >= 3): status 137, reason oom-killed.
 # vmtest-timeout: 120
@@ -31,8 +32,10 @@ cat "$T/solo.out"
 check_exit "$T/solo.events" "$rc" 0 exited
 grep -qx 'alloc=137' "$T/solo.out" || fail "solo: the allocation was not SIGKILLed: $(cat "$T/solo.out")"
 grep -qx 'sleeper=alive' "$T/solo.out" || fail "solo: the sleeper did not survive the OOM kill of its sibling"
-assert_ge "$(ev_field "$T/solo.events" exit oom-kills)" 1 "solo: exit event oom-kills"
+# One process allocates, so the kernel kills exactly one: the count is 1, not "some".
+assert_eq "$(ev_field "$T/solo.events" exit oom-kills)" 1 "solo: exit event oom-kills"
 assert_event "$T/solo.events" oom-kill
+assert_eq "$(ev_field "$T/solo.events" oom-kill oom-kills)" 1 "solo: oom-kill event oom-kills"
 assert_eq "$(ev_field "$T/solo.events" start oom-group)" false "solo: start limits oom-group"
 check_no_line "$T/solo.err"
 check_gone "$T/solo.events" bot

@@ -1,10 +1,14 @@
 # More cages at once than one user's inotify instances (fs.inotify.max_user_instances, 128 by
-# default; claude-cage watches each cage's counters and waits for its end through inotify).
+# default). claude-cage uses no inotify: it polls each cage's memory.events and pids.events, and
+# its cgroup.events while it waits for the cage to empty, for POLLPRI. The scenario keeps the
+# count above that limit so that a return to inotify (or any per-user limit of that size)
+# shows here.
 # N = that limit + 16 cages run together, each held at a barrier, then released at once; each
 # child (busybox sh) tries one fork that its pids.max (1) refuses, which ends it with status 2
 # ("can't fork"). Every run must exit 2 with its exit event, report the refused fork (a
-# pids-max event), print nothing but its one line, and leave no cgroup and no state file. Found by the soak (tests/soak/run): a cage of 200 left behind with
-# "failed to watch .../cgroup.events: EMFILE: Too many open files".
+# pids-max event), print nothing but its one line, and leave no cgroup and no state file.
+# Found by the soak (tests/soak/run) when claude-cage still used inotify: a cage of 200 left
+# behind with "failed to watch .../cgroup.events: EMFILE: Too many open files".
 # vmtest-timeout: 240
 
 lim=$(cat /proc/sys/fs/inotify/max_user_instances)
