@@ -267,6 +267,16 @@ fn kernel_features(r: &mut Report, h: &Hierarchy) {
         .collect();
     let at_least =
         |maj: u32, min: u32| version.len() == 2 && (version[0], version[1]) >= (maj, min);
+    // Where the files can tell, they do: a kernel with the feature backported has it whatever
+    // its version says. Every non-root cgroup has cgroup.kill when the kernel does, and a cgroup
+    // with the memory controller (memory.current) has memory.peak; claude-cage's own cgroup is
+    // one to look at, unless it is the root, which has neither file.
+    let own = (h.own != "/").then(|| h.dir(&h.own));
+    let probe = |file: &str, needs: Option<&str>| {
+        own.as_ref()
+            .filter(|d| needs.is_none_or(|n| d.join(n).exists()))
+            .map(|d| d.join(file).exists())
+    };
     let feature = |r: &mut Report, ok: bool, what: &str, without: &str| {
         if ok {
             r.ok(format!("kernel {release} supports {what}"));
@@ -282,13 +292,13 @@ fn kernel_features(r: &mut Report, h: &Hierarchy) {
     );
     feature(
         r,
-        at_least(5, 14),
+        probe(fs::KILL, None).unwrap_or_else(|| at_least(5, 14)),
         "cgroup.kill",
         "cages are emptied by signalling each process until none is left",
     );
     feature(
         r,
-        at_least(5, 19),
+        probe(fs::MEMORY_PEAK, Some(fs::MEMORY_CURRENT)).unwrap_or_else(|| at_least(5, 19)),
         "memory.peak",
         "the exit event reports no memory peak",
     );

@@ -14,6 +14,9 @@ grep -qxF 'OK       policy <built-in default policy> is valid' "$T/good.out" || 
 grep -qxF 'OK       cgroup v2 is mounted at /sys/fs/cgroup; claude-cage runs in cgroup /' "$T/good.out" || fail "check: no cgroup v2 line"
 grep -q '^OK       parent = "auto" puts cages in .*(/sys/fs/cgroup/<program name>)$' "$T/good.out" || fail "check: no placement line"
 grep -qE '^OK       controllers available to cages: memory pids cpu$' "$T/good.out" || fail "check: controllers line: $(grep controllers "$T/good.out")"
+for f in 'clone3 with CLONE_INTO_CGROUP' cgroup.kill memory.peak 'pressure stall information (PSI)'; do
+	grep -qxF "OK       kernel $(uname -r) supports $f" "$T/good.out" || fail "check: no 'kernel supports $f' line: $(grep kernel "$T/good.out" | tr '\n' ';')"
+done
 assert_eq "$(tail -n 1 "$T/good.out")" "claude-cage check: a run with this policy enforces everything it requires" "check: last line"
 
 # a realistic bot policy (policies/example-bot.toml)
@@ -59,7 +62,9 @@ grep -qF 'OK       bot limits: memory.max 6442450944 (6.0 GiB), pids.max 2048' "
 check_no_dir example-bot
 
 # (a) no delegation: claude-cage in /svc.service/sub, its parent /svc.service is not delegated
+# (and has the memory controller enabled for sub, so that check finds memory.peak there)
 mkdir "$CG/svc.service" "$CG/svc.service/sub"
+echo +memory >"$CG/svc.service/cgroup.subtree_control"
 sh -c 'echo $$ >"$1/cgroup.procs" && exec claude-cage check' _ "$CG/svc.service/sub" >"$T/nodeleg.out" 2>"$T/nodeleg.err"
 rc=$?
 sh -c 'echo $$ >"$1/cgroup.procs" && exec claude-cage run --name vm-check-a --events "$2" -- true' _ "$CG/svc.service/sub" "$T/nodeleg-run.events" >"$T/nodeleg-run.out" 2>"$T/nodeleg-run.err"
@@ -73,6 +78,9 @@ grep -qF 'PROBLEM  placement: cannot place cages automatically: claude-cage runs
 grep -A1 '^PROBLEM  placement' "$T/nodeleg.out" | grep -E '^         fix: .*Delegate=' | grep -qF 'svc.service' ||
 	fail "check (a): the fix does not name Delegate= for svc.service: $(grep -A1 '^PROBLEM' "$T/nodeleg.out" | tail -n 1)"
 assert_eq "$(grep -c '^PROBLEM' "$T/nodeleg.out")" 1 "check (a): PROBLEM lines"
+# the kernel's features, read off the files of claude-cage's own cgroup there
+grep -qxF "OK       kernel $(uname -r) supports cgroup.kill" "$T/nodeleg.out" || fail "check (a): no cgroup.kill line: $(grep kernel "$T/nodeleg.out" | tr '\n' ';')"
+grep -qxF "OK       kernel $(uname -r) supports memory.peak" "$T/nodeleg.out" || fail "check (a): no memory.peak line: $(grep kernel "$T/nodeleg.out" | tr '\n' ';')"
 assert_eq "$(tail -n 1 "$T/nodeleg.out")" "claude-cage check: 1 problem" "check (a): last line"
 cat "$T/nodeleg-run.err"
 assert_eq "$rrc" 125 "run without delegation: status"
