@@ -480,6 +480,13 @@ impl Validator<'_> {
             Scalar::Int(n) => return Err(self.error(&origin, format!("size {n} is negative"))),
             Scalar::Text(t) => units::parse_size(&t).map_err(|e| self.error(&origin, e.0))?,
         };
+        // A percentage of nothing would be a limit of 0 bytes: say so instead.
+        if matches!(size, units::Size::Percent(_)) && self.mem_total.get() == 0 {
+            return Err(self.error(
+                &origin,
+                "a percentage of the machine's memory, which could not be read (MemTotal in /proc/meminfo)",
+            ));
+        }
         Ok(Some(size.resolve_with(|| self.mem_total.get())))
     }
 
@@ -1005,6 +1012,21 @@ mod tests {
     use super::*;
 
     const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn a_percentage_without_the_machines_memory_is_an_error() {
+        let e = parse(
+            "[memory]\nmax = \"25%\"\n",
+            "p.toml",
+            &Overrides::default(),
+            0,
+        )
+        .unwrap_err();
+        assert_eq!((e.key.as_deref(), e.line), (Some("memory.max"), Some(2)), "{e}");
+        assert!(e.message.contains("/proc/meminfo"), "{e}");
+        // Control: bytes need no machine memory.
+        parse("[memory]\nmax = \"1G\"\n", "p.toml", &Overrides::default(), 0).unwrap();
+    }
 
     fn parse_ok(text: &str) -> Policy {
         parse(text, "p.toml", &Overrides::default(), 16 * GIB)
