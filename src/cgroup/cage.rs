@@ -524,55 +524,7 @@ impl Cage {
     /// 128 by default: hundreds of cages ending at once must never fail to clean up. Returns
     /// false if `timeout` ran out first.
     pub fn wait_empty(&self, timeout: Duration) -> Result<bool, CgroupError> {
-        use std::os::unix::fs::FileExt;
-        let events = self.dir.join(EVENTS);
-        let file = match std::fs::File::open(&events) {
-            Ok(f) => f,
-            // The cgroup is gone already (a scope systemd stopped once it was empty).
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
-            Err(source) => {
-                return Err(CgroupError::Read {
-                    path: events,
-                    source,
-                });
-            }
-        };
-        let deadline = Instant::now() + timeout;
-        let mut buf = [0u8; 256];
-        loop {
-            // Reading through the polled descriptor re-arms it: a change after this read wakes
-            // the poll below, so none is missed.
-            let n = match file.read_at(&mut buf, 0) {
-                Ok(n) => n,
-                Err(e) if e.raw_os_error() == Some(libc::ENODEV) => return Ok(true),
-                Err(source) => {
-                    return Err(CgroupError::Read {
-                        path: events,
-                        source,
-                    });
-                }
-            };
-            let text = String::from_utf8_lossy(&buf[..n]);
-            if fs::keyed(&text, "populated").unwrap_or(0) == 0 {
-                return Ok(true);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(false);
-            }
-            let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLPRI)];
-            let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32 + 1)
-                .unwrap_or(PollTimeout::MAX);
-            match poll(&mut fds, ms) {
-                Ok(_) | Err(nix::Error::EINTR) => {}
-                Err(source) => {
-                    return Err(CgroupError::Watch {
-                        path: events,
-                        source,
-                    });
-                }
-            }
-        }
+        wait_unpopulated(&self.dir, timeout)
     }
 
     /// Removes the cage's cgroups bottom-up (those the child created included), then the bot's
@@ -591,6 +543,59 @@ impl Cage {
             remove_bot_if_empty(&self.bot_dir);
         }
         Ok(())
+    }
+}
+
+/// Waits until the cgroup `dir` and its descendants hold no process (`Cage::wait_empty`).
+pub fn wait_unpopulated(dir: &Path, timeout: Duration) -> Result<bool, CgroupError> {
+    use std::os::unix::fs::FileExt;
+    let events = dir.join(EVENTS);
+    let file = match std::fs::File::open(&events) {
+        Ok(f) => f,
+        // The cgroup is gone already (a scope systemd stopped once it was empty).
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+        Err(source) => {
+            return Err(CgroupError::Read {
+                path: events,
+                source,
+            });
+        }
+    };
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 256];
+    loop {
+        // Reading through the polled descriptor re-arms it: a change after this read wakes
+        // the poll below, so none is missed.
+        let n = match file.read_at(&mut buf, 0) {
+            Ok(n) => n,
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => return Ok(true),
+            Err(source) => {
+                return Err(CgroupError::Read {
+                    path: events,
+                    source,
+                });
+            }
+        };
+        let text = String::from_utf8_lossy(&buf[..n]);
+        if fs::keyed(&text, "populated").unwrap_or(0) == 0 {
+            return Ok(true);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLPRI)];
+        let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32 + 1)
+            .unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, ms) {
+            Ok(_) | Err(nix::Error::EINTR) => {}
+            Err(source) => {
+                return Err(CgroupError::Watch {
+                    path: events,
+                    source,
+                });
+            }
+        }
     }
 }
 

@@ -8,7 +8,9 @@ mod mount;
 use std::io;
 use std::path::PathBuf;
 
-pub use cage::{Applied, Cage, Counters, Placement, choose_parent, is_marked, mark, plan};
+pub use cage::{
+    Applied, Cage, Counters, Placement, choose_parent, is_marked, mark, plan, wait_unpopulated,
+};
 pub use mount::Hierarchy;
 
 /// A cgroup operation that failed; the message names the operation and the path.

@@ -374,6 +374,8 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
         }
     };
     let duration = started.elapsed();
+    let mut outcome = outcome;
+    settle_oom_group(&cage, &mut outcome);
 
     // End: kill whatever is left, wait until the cage is empty, read the final figures, remove.
     // Counters only grow: the larger of what supervision saw and what the cage says now (a
@@ -434,6 +436,39 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
     // its timeout) so that none is left behind.
     alerts.finish(abnormal.then_some(exit_line));
     Ok(status)
+}
+
+/// How long the kernel's group OOM kill is given to empty the cage by itself.
+const OOM_GROUP_SETTLE: Duration = Duration::from_secs(2);
+
+/// A group OOM kill (`memory.oom.group`) signals the members one by one, from the task that hit
+/// the limit (mm/oom_kill.c, `mem_cgroup_scan_tasks`): the child can die and be reaped while the
+/// kernel is still at it, and what it has yet to kill would be counted as leftovers, its kills
+/// missing from `oom_kill`. So when the child died of SIGKILL that claude-cage did not send and
+/// the OOM killer was at work in a cage with the group kill on, the group is given a moment to
+/// empty by itself before the leftovers are counted and the counters read; what is still there
+/// after that is killed as usual. The group is the cage, or its `main` where a systemd scope
+/// holds a holder (see `scope_cage`).
+fn settle_oom_group(cage: &Cage, outcome: &mut Outcome) {
+    let oom_seen = outcome.counters.oom_kill > 0 || cage.counters().oom_kill > 0;
+    if outcome.end != ChildEnd::Signaled(Signal::SIGKILL)
+        || outcome.killed_by_us
+        || cage.applied.oom_group != Some(true)
+        || !oom_seen
+    {
+        return;
+    }
+    let group = if cage.unit.is_some() {
+        &cage.main
+    } else {
+        &cage.dir
+    };
+    if cgroup::wait_unpopulated(group, OOM_GROUP_SETTLE).unwrap_or(false) {
+        outcome.leftover = match cage.populated() {
+            Ok(false) => 0,
+            _ => cage.process_count(),
+        };
+    }
 }
 
 /// Kills and removes a cage, reaping zombies in between; returns `memory.peak` read before the
