@@ -546,6 +546,9 @@ impl Cage {
     }
 }
 
+/// How long `wait_unpopulated` trusts the kernel's notification before it reads again.
+const REREAD: Duration = Duration::from_millis(2);
+
 /// Waits until the cgroup `dir` and its descendants hold no process (`Cage::wait_empty`).
 pub fn wait_unpopulated(dir: &Path, timeout: Duration) -> Result<bool, CgroupError> {
     use std::os::unix::fs::FileExt;
@@ -585,7 +588,12 @@ pub fn wait_unpopulated(dir: &Path, timeout: Duration) -> Result<bool, CgroupErr
             return Ok(false);
         }
         let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLPRI)];
-        let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32 + 1)
+        // The kernel sends at most one notification of a cgroup file per
+        // CGROUP_FILE_NOTIFY_MIN_INTV (10 ms, rounded up to whole jiffies: 12 ms at HZ 250) and
+        // defers the next one by a timer (kernel/cgroup/cgroup.c, cgroup_file_notify): the end
+        // of a cage that was populated a moment ago would be seen that much late. So the file
+        // is read again after at most REREAD, notified or not.
+        let ms = PollTimeout::try_from(left.min(REREAD).as_millis() as i32 + 1)
             .unwrap_or(PollTimeout::MAX);
         match poll(&mut fds, ms) {
             Ok(_) | Err(nix::Error::EINTR) => {}
