@@ -450,11 +450,10 @@ const OOM_GROUP_SETTLE: Duration = Duration::from_secs(2);
 /// after that is killed as usual. The group is the cage, or its `main` where a systemd scope
 /// holds a holder (see `scope_cage`).
 fn settle_oom_group(cage: &Cage, outcome: &mut Outcome) {
-    let oom_seen = outcome.counters.oom_kill > 0 || cage.counters().oom_kill > 0;
     if outcome.end != ChildEnd::Signaled(Signal::SIGKILL)
         || outcome.killed_by_us
         || cage.applied.oom_group != Some(true)
-        || !oom_seen
+        || (outcome.counters.oom_kill == 0 && cage.counters().oom_kill == 0)
     {
         return;
     }
