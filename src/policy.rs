@@ -1022,10 +1022,20 @@ mod tests {
             0,
         )
         .unwrap_err();
-        assert_eq!((e.key.as_deref(), e.line), (Some("memory.max"), Some(2)), "{e}");
+        assert_eq!(
+            (e.key.as_deref(), e.line),
+            (Some("memory.max"), Some(2)),
+            "{e}"
+        );
         assert!(e.message.contains("/proc/meminfo"), "{e}");
         // Control: bytes need no machine memory.
-        parse("[memory]\nmax = \"1G\"\n", "p.toml", &Overrides::default(), 0).unwrap();
+        parse(
+            "[memory]\nmax = \"1G\"\n",
+            "p.toml",
+            &Overrides::default(),
+            0,
+        )
+        .unwrap();
     }
 
     fn parse_ok(text: &str) -> Policy {
