@@ -335,6 +335,30 @@ impl fmt::Display for Elapsed {
     }
 }
 
+/// The inputs of the fuzz target NAME's corpus (fuzz/corpus/NAME) that are UTF-8, the only
+/// ones the targets parse, for the tests that replay them; panics when the corpus is missing
+/// or empty.
+#[cfg(test)]
+pub(crate) fn fuzz_corpus(name: &str) -> Vec<(std::path::PathBuf, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(name);
+    let entries = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("the fuzz corpus {}: {e}", dir.display()));
+    let mut seen = 0;
+    let mut texts = Vec::new();
+    for entry in entries {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        seen += 1;
+        if let Ok(text) = String::from_utf8(data) {
+            texts.push((path, text));
+        }
+    }
+    assert!(seen > 0, "the fuzz corpus {} is empty", dir.display());
+    texts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,19 +481,9 @@ mod tests {
     /// fuzz/fuzz_targets/units.rs makes, each returning, accepted or refused, without a panic.
     #[test]
     fn the_fuzz_corpus_parses_without_panicking() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/units");
-        let entries = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("the fuzz corpus {}: {e}", dir.display()));
-        let mut seen = 0;
         let mut panicked = Vec::new();
-        for entry in entries {
-            let path = entry.unwrap().path();
-            let data = std::fs::read(&path).unwrap();
-            seen += 1;
-            // As in the fuzz target: bytes that are not UTF-8 are no unit text.
-            let Ok(text) = std::str::from_utf8(&data) else {
-                continue;
-            };
+        for (path, text) in fuzz_corpus("units") {
+            let text = text.as_str();
             let every_call = || {
                 if let Ok(s) = parse_size(text) {
                     for total in [0, 1 << 30, u64::MAX] {
@@ -491,7 +505,6 @@ mod tests {
                 panicked.push(path);
             }
         }
-        assert!(seen > 0, "the fuzz corpus {} is empty", dir.display());
         assert!(
             panicked.is_empty(),
             "the unit parsers panicked on {panicked:?}"

@@ -18,23 +18,8 @@ fuzz_target!(|data: &[u8]| {
     // The first line, when it starts with "#!", carries overrides: "#!KEY=VALUE;KEY=VALUE".
     let mut o = Overrides::default();
     if let Some(first) = text.lines().next().and_then(|l| l.strip_prefix("#!")) {
-        for kv in first.split(';') {
-            let Some((k, v)) = kv.split_once('=') else {
-                continue;
-            };
-            let v = Some(v.to_owned());
-            match k {
-                "name" => o.name = v,
-                "parent" => o.parent = v,
-                "memory-high" => o.memory_high = v,
-                "memory-max" => o.memory_max = v,
-                "pids-max" => o.pids_max = v,
-                "max-runtime" => o.max_runtime = v,
-                "stdin-eof-grace" => o.stdin_eof_grace = v,
-                "term-grace" => o.term_grace = v,
-                "events" => o.events = v,
-                _ => {}
-            }
+        for (k, v) in first.split(';').filter_map(|kv| kv.split_once('=')) {
+            o.set(k, v.to_owned());
         }
     }
     match policy::parse(text, "fuzz.toml", &o, 16 * GIB) {
