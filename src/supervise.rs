@@ -165,12 +165,7 @@ pub fn supervise(
             if let Some(w) = &mut watch {
                 report_counters(cage, w, alerts, log);
             }
-            // An unpopulated cage holds no process: one read of cgroup.events instead of a walk
-            // of the cage's cgroups (the common end, a child that left nothing behind).
-            let leftover = killed_at_count.unwrap_or_else(|| match cage.populated() {
-                Ok(false) => 0,
-                _ => cage.process_count(),
-            });
+            let leftover = killed_at_count.unwrap_or_else(|| cage.process_count());
             return Ok(Outcome {
                 end,
                 cause,

@@ -467,8 +467,12 @@ impl Cage {
             .and_then(|t| fs::number(&t))
     }
 
-    /// How many processes are in the cage, its nested cgroups included.
+    /// How many processes are in the cage, its nested cgroups included. A cage that
+    /// `cgroup.events` says is empty holds none: one read instead of a walk of its cgroups.
     pub fn process_count(&self) -> usize {
+        if let Ok(false) = self.populated() {
+            return 0;
+        }
         fs::member_dirs(&self.dir)
             .iter()
             .map(|d| fs::read(d, PROCS).map(|t| fs::pids(&t).len()).unwrap_or(0))

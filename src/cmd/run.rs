@@ -463,10 +463,7 @@ fn settle_oom_group(cage: &Cage, outcome: &mut Outcome) {
         &cage.dir
     };
     if cgroup::wait_unpopulated(group, OOM_GROUP_SETTLE).unwrap_or(false) {
-        outcome.leftover = match cage.populated() {
-            Ok(false) => 0,
-            _ => cage.process_count(),
-        };
+        outcome.leftover = cage.process_count();
     }
 }
 
