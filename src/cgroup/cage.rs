@@ -493,6 +493,12 @@ impl Cage {
     pub fn kill(&self) -> Result<(), CgroupError> {
         match write(&self.dir, KILL, "1") {
             Ok(()) => Ok(()),
+            // The cgroup was removed after the file was opened: nothing is left in it to kill.
+            Err(CgroupError::Write { source, .. })
+                if source.raw_os_error() == Some(libc::ENODEV) =>
+            {
+                Ok(())
+            }
             // No cgroup.kill (before 5.14), or one this user may not write (a scope of the
             // user's service manager): signal every listed process until none is left.
             Err(CgroupError::Write { source, .. })
@@ -560,7 +566,7 @@ pub fn wait_unpopulated(dir: &Path, timeout: Duration) -> Result<bool, CgroupErr
     let file = match std::fs::File::open(&events) {
         Ok(f) => f,
         // The cgroup is gone already (a scope systemd stopped once it was empty).
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+        Err(e) if fs::gone(&e) => return Ok(true),
         Err(source) => {
             return Err(CgroupError::Read {
                 path: events,
@@ -665,7 +671,7 @@ fn vanished(e: &CgroupError) -> bool {
         | CgroupError::Create { source, .. } => source,
         _ => return false,
     };
-    source.kind() == io::ErrorKind::NotFound || source.raw_os_error() == Some(libc::ENODEV)
+    fs::gone(source)
 }
 
 /// Creates a cgroup; `Ok(false)` if it already existed.

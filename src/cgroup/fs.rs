@@ -49,15 +49,22 @@ pub fn read(dir: &Path, name: &str) -> Result<String, CgroupError> {
     Ok(s)
 }
 
-/// Reads a file, or `None` when this kernel does not have it (ENOENT).
+/// Reads a file, or `None` when it is not there: this kernel does not have it, or its cgroup
+/// is gone (see [`gone`]).
 pub fn read_optional(dir: &Path, name: &str) -> Result<Option<String>, CgroupError> {
     match read(dir, name) {
         Ok(s) => Ok(Some(s)),
-        Err(CgroupError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-            Ok(None)
-        }
+        Err(CgroupError::Read { source, .. }) if gone(&source) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// Whether an error on a cgroup file says that the file or its cgroup is not there: ENOENT,
+/// or ENODEV from a file opened just before the kernel removed its cgroup (kernfs answers
+/// every later read or write of it so). systemd removes an emptied scope on its own, at any
+/// moment of a cage's teardown.
+pub fn gone(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV)
 }
 
 /// The value of `key` in a flat-keyed file such as `memory.events` ("oom_kill 3").

@@ -142,3 +142,53 @@ fn a_stopped_process_is_killed_too() {
     assert!(!alive(pid));
     assert_no_cgroup(&n);
 }
+
+/// systemd removes an emptied scope on its own, at any moment of claude-cage's teardown: a
+/// cgroup file opened just before reads and writes ENODEV, which claude-cage takes for "gone"
+/// (as it takes ENOENT), never for a failure that would keep the state file. The control: the
+/// same files read and write fine while the cgroup is there.
+#[test]
+fn files_of_a_cgroup_removed_under_them_read_as_gone() {
+    use claude_cage::cgroup::fs;
+    use std::io::{Read, Write};
+    let dir = mount().join(name("gone"));
+    std::fs::create_dir(&dir).unwrap();
+    let open = || {
+        let events = std::fs::File::open(dir.join(fs::EVENTS)).unwrap();
+        let kill = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join(fs::KILL))
+            .unwrap();
+        (events, kill)
+    };
+    let (mut events, mut kill) = open();
+    let mut text = String::new();
+    events.read_to_string(&mut text).unwrap();
+    assert_eq!(fs::keyed(&text, "populated"), Some(0), "{text}");
+    kill.write_all(b"1").unwrap();
+
+    let (mut events, mut kill) = open();
+    std::fs::remove_dir(&dir).unwrap();
+    let read = events.read_to_string(&mut String::new()).unwrap_err();
+    let write = kill.write_all(b"1").unwrap_err();
+    for (what, e) in [("read", &read), ("write", &write)] {
+        assert_eq!(
+            e.raw_os_error(),
+            Some(libc::ENODEV),
+            "{what} after rmdir: {e}"
+        );
+        assert!(fs::gone(e), "{what} after rmdir: {e} is not taken for gone");
+    }
+    let missing = std::fs::File::open(dir.join(fs::EVENTS)).unwrap_err();
+    assert!(fs::gone(&missing), "{missing}");
+    assert_eq!(
+        fs::read_optional(&dir, fs::EVENTS).unwrap(),
+        None,
+        "cgroup.events of a removed cgroup"
+    );
+    let refused = std::io::Error::from_raw_os_error(libc::EACCES);
+    assert!(
+        !fs::gone(&refused),
+        "EACCES is a failure, not a gone cgroup"
+    );
+}
