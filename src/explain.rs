@@ -91,6 +91,25 @@ impl End<'_> {
         }
     }
 
+    /// What ended the cage before the child had exited, in words, when that was not the
+    /// forwarded signal's term-grace running out.
+    fn before_exit(&self, why: Cause) -> Option<String> {
+        let what = match why {
+            Cause::Terminated(_) => return None,
+            Cause::ParentDied => "the process that started claude-cage died".to_owned(),
+            Cause::Killed => "an operator killed the cage".to_owned(),
+            Cause::Timeout => format!(
+                "max-runtime {} ran out",
+                Elapsed(self.policy.max_runtime.unwrap_or_default())
+            ),
+            Cause::StdinClosed => format!(
+                "stdin was closed and stdin-eof-grace {} ran out",
+                Elapsed(self.policy.stdin_eof_grace.unwrap_or_default())
+            ),
+        };
+        Some(format!("{what} before the child exited; killed the cage"))
+    }
+
     /// The one line for stderr, after "claude-cage: <cage>: ".
     pub fn explain(&self, reason: Reason) -> String {
         let after = Elapsed(self.duration);
@@ -142,15 +161,19 @@ impl End<'_> {
                     Some(Cause::Terminated(s)) => s.as_str(),
                     _ => "a signal",
                 };
-                if self.outcome.killed_by_us {
-                    format!(
-                        "received {sig}; the child did not exit within term-grace {}; killed the cage after {after}{tail}",
-                        Elapsed(self.policy.term_grace)
-                    )
-                } else {
+                if !self.outcome.killed_by_us {
                     format!(
                         "received {sig}, forwarded it; the child {} after {after}{tail}",
                         self.child_end()
+                    )
+                } else if let Some(then) = self.outcome.killed_for.and_then(|c| self.before_exit(c))
+                {
+                    // Something else ended the cage while the child was still given its grace.
+                    format!("received {sig}, forwarded it; {then} after {after}{tail}")
+                } else {
+                    format!(
+                        "received {sig}; the child did not exit within term-grace {}; killed the cage after {after}{tail}",
+                        Elapsed(self.policy.term_grace)
                     )
                 }
             }
@@ -330,6 +353,7 @@ mod tests {
                 cause: *cause,
                 leftover: 0,
                 killed_by_us: false,
+                killed_for: None,
                 counters: Counters::default(),
                 peak: None,
             };
@@ -362,6 +386,7 @@ mod tests {
                 cause: None,
                 leftover: n,
                 killed_by_us: false,
+                killed_for: None,
                 counters: Counters::default(),
                 peak: None,
             };
@@ -379,6 +404,80 @@ mod tests {
                 "{}",
                 e.explain(Reason::Exited)
             );
+        }
+    }
+
+    /// After a forwarded SIGTERM the reason stays `terminated`, but the line names what made
+    /// claude-cage kill the cage: term-grace running out, or something that came before it.
+    #[test]
+    fn a_kill_after_a_forwarded_signal_names_what_made_it() {
+        let p = policy();
+        let applied = Applied::default();
+        let term = Cause::Terminated(Signal::SIGTERM);
+        for (killed_by_us, killed_for, fragment) in [
+            (
+                false,
+                None,
+                "received SIGTERM, forwarded it; the child was killed by SIGTERM (143) after 44.4s",
+            ),
+            (
+                true,
+                Some(term),
+                "received SIGTERM; the child did not exit within term-grace 3.0s; killed the cage after 44.4s",
+            ),
+            (true, None, "did not exit within term-grace 3.0s"),
+            (
+                true,
+                Some(Cause::ParentDied),
+                "received SIGTERM, forwarded it; the process that started claude-cage died before the child exited; killed the cage after 44.4s",
+            ),
+            (
+                true,
+                Some(Cause::Killed),
+                "received SIGTERM, forwarded it; an operator killed the cage before the child exited; killed the cage after 44.4s",
+            ),
+            (
+                true,
+                Some(Cause::Timeout),
+                "received SIGTERM, forwarded it; max-runtime 4h00m ran out before the child exited",
+            ),
+            (
+                true,
+                Some(Cause::StdinClosed),
+                "received SIGTERM, forwarded it; stdin was closed and stdin-eof-grace 10.0s ran out before the child exited",
+            ),
+        ] {
+            let outcome = Outcome {
+                end: ChildEnd::Signaled(if killed_by_us {
+                    Signal::SIGKILL
+                } else {
+                    Signal::SIGTERM
+                }),
+                cause: Some(term),
+                leftover: 0,
+                killed_by_us,
+                killed_for,
+                counters: Counters::default(),
+                peak: None,
+            };
+            let e = End {
+                outcome: &outcome,
+                counters: Counters::default(),
+                bot_oom: 0,
+                peak: None,
+                duration: Duration::from_millis(44_400),
+                policy: &p,
+                applied: &applied,
+            };
+            assert_eq!(e.conclude().0, Reason::Terminated);
+            let line = e.explain(Reason::Terminated);
+            assert!(
+                line.starts_with(fragment) || line.contains(fragment),
+                "{line:?} lacks {fragment:?}"
+            );
+            if killed_for.is_some_and(|c| c != term) {
+                assert!(!line.contains("term-grace"), "{line:?}");
+            }
         }
     }
 }

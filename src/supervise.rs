@@ -72,6 +72,9 @@ pub struct Outcome {
     pub leftover: usize,
     /// Whether claude-cage killed the cage before the child ended.
     pub killed_by_us: bool,
+    /// What made supervision kill the cage. It can differ from `cause`, the first thing seen:
+    /// a SIGTERM forwarded, then the starter died before term-grace ran out.
+    pub killed_for: Option<Cause>,
     /// The counters as last seen while the cage lived: the systemd backend's scope may be gone
     /// (stopped by systemd once empty) before they can be read again.
     pub counters: Counters,
@@ -142,10 +145,11 @@ pub fn supervise(
     let mut watch = watch_counters(cage);
     let runtime_deadline = lifetime.max_runtime.map(|d| start + d);
     let mut eof_deadline: Option<Instant> = None;
-    let mut term_deadline: Option<Instant> = None;
+    let mut term_deadline: Option<(Instant, Signal)> = None;
     let mut stdin = lifetime.stdin_eof_grace.and_then(|_| stdin_kind());
     let mut cause = None;
-    let mut killed_at_count: Option<usize> = None;
+    // What was in the cage when supervision killed it, and why it did.
+    let mut killed: Option<(usize, Cause)> = None;
     let mut status = None;
 
     loop {
@@ -165,25 +169,30 @@ pub fn supervise(
             if let Some(w) = &mut watch {
                 report_counters(cage, w, alerts, log);
             }
-            let leftover = killed_at_count.unwrap_or_else(|| cage.process_count());
+            let leftover = killed.map_or_else(|| cage.process_count(), |(n, _)| n);
             return Ok(Outcome {
                 end,
                 cause,
                 leftover,
-                killed_by_us: killed_at_count.is_some(),
+                killed_by_us: killed.is_some(),
+                killed_for: killed.map(|(_, why)| why),
                 peak: cage.memory_peak().max(watch.as_ref().and_then(|w| w.peak)),
                 counters: watch.map(|w| w.seen).unwrap_or_default(),
             });
         }
 
         let now = Instant::now();
-        let lifetime_deadline = if killed_at_count.is_some() {
+        let lifetime_deadline = if killed.is_some() {
             None
         } else {
-            [runtime_deadline, eof_deadline, term_deadline]
-                .into_iter()
-                .flatten()
-                .min()
+            [
+                runtime_deadline,
+                eof_deadline,
+                term_deadline.map(|(d, _)| d),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
         };
         let timeout = match lifetime_deadline.into_iter().chain(alerts.deadline()).min() {
             None => PollTimeout::NONE,
@@ -248,7 +257,7 @@ pub fn supervise(
             while let Ok(Some(info)) = signals.read_signal() {
                 if info.ssi_signo as i32 == sys::kill_request_signal() {
                     cause.get_or_insert(Cause::Killed);
-                    kill(cage, &mut killed_at_count);
+                    kill(cage, &mut killed, Cause::Killed);
                     continue;
                 }
                 let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
@@ -261,7 +270,7 @@ pub fn supervise(
                 let _ = sys::pidfd_send_signal(child.pidfd.as_fd(), sig);
                 if TERMINATING.contains(&sig) {
                     cause.get_or_insert(Cause::Terminated(sig));
-                    term_deadline.get_or_insert(now + lifetime.term_grace);
+                    term_deadline.get_or_insert((now + lifetime.term_grace, sig));
                 }
             }
         }
@@ -273,7 +282,7 @@ pub fn supervise(
         if starter_ready {
             starter = None;
             cause.get_or_insert(Cause::ParentDied);
-            kill(cage, &mut killed_at_count);
+            kill(cage, &mut killed, Cause::ParentDied);
         }
         if stdin_closed {
             stdin = None;
@@ -281,15 +290,15 @@ pub fn supervise(
                 eof_deadline = Some(now + grace);
             }
         }
-        if killed_at_count.is_none() {
+        if killed.is_none() {
             if runtime_deadline.is_some_and(|d| now >= d) {
                 cause.get_or_insert(Cause::Timeout);
-                kill(cage, &mut killed_at_count);
+                kill(cage, &mut killed, Cause::Timeout);
             } else if eof_deadline.is_some_and(|d| now >= d) {
                 cause.get_or_insert(Cause::StdinClosed);
-                kill(cage, &mut killed_at_count);
-            } else if term_deadline.is_some_and(|d| now >= d) {
-                kill(cage, &mut killed_at_count);
+                kill(cage, &mut killed, Cause::StdinClosed);
+            } else if let Some((_, sig)) = term_deadline.filter(|&(d, _)| now >= d) {
+                kill(cage, &mut killed, Cause::Terminated(sig));
             }
         }
     }
@@ -317,13 +326,13 @@ fn stdin_kind() -> Option<StdinKind> {
     }
 }
 
-/// Kills the cage once, counting what was in it first.
-fn kill(cage: &Cage, killed_at_count: &mut Option<usize>) {
-    if killed_at_count.is_some() {
+/// Kills the cage once, for `why`, counting what was in it first.
+fn kill(cage: &Cage, killed: &mut Option<(usize, Cause)>, why: Cause) {
+    if killed.is_some() {
         return;
     }
     // The child itself is not a leftover.
-    *killed_at_count = Some(cage.process_count().saturating_sub(1));
+    *killed = Some((cage.process_count().saturating_sub(1), why));
     if let Err(e) = cage.kill() {
         crate::say!("claude-cage: warning: {e}");
     }

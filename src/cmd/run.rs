@@ -368,6 +368,7 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
                 cause: None,
                 leftover: 0,
                 killed_by_us: true,
+                killed_for: None,
                 counters: Counters::default(),
                 peak: None,
             }

@@ -201,3 +201,74 @@ fn parent_death_ignore_lets_the_child_outlive_its_starter() {
     assert_eq!(exit["status"], 7, "{exit}");
     assert_no_cgroup(&n);
 }
+
+/// `systemctl stop` of a bot signals every process of the service at once: claude-cage gets
+/// SIGTERM and forwards it, and then the bot (its starter) dies before the child has exited.
+/// The cage is killed for the starter's death, at once, not for term-grace (an hour here): the
+/// reason stays `terminated`, the first cause, and the line names what made claude-cage kill.
+#[test]
+fn a_starter_that_dies_after_a_forwarded_sigterm_is_named_as_what_killed_the_cage() {
+    let n = name("term-pdeath");
+    let t = TempDir::new(&n);
+    let ev = t.path("ev");
+    let err = t.path("err");
+    let policy = t.path("p.toml");
+    std::fs::write(&policy, "[lifetime]\nterm-grace = \"1h\"\n").unwrap();
+    let child =
+        "trap 'echo term' TERM; sleep 1000 & s=$!; echo child=$$; while :; do wait $s; done";
+    let script = format!(
+        "{} run --name {n} --events {} --policy {} -- sh -c \"$1\" 2>{} & echo supervisor=$!; wait",
+        bin(),
+        ev.display(),
+        policy.display(),
+        err.display()
+    );
+    let mut starter = Command::new("sh")
+        .args(["-c", &script, "starter", child])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(starter.stdout.take().unwrap());
+    let mut next = || next_line(&mut out, std::time::Duration::from_secs(10));
+    let (mut supervisor, mut caged) = (0, 0);
+    for _ in 0..2 {
+        let l = next();
+        match l.split_once('=') {
+            Some(("supervisor", p)) => supervisor = p.parse().unwrap(),
+            Some(("child", p)) => caged = p.parse().unwrap(),
+            _ => panic!("unexpected line {l:?}"),
+        }
+    }
+    let pidfd = claude_cage::sys::pidfd_open(Pid::from_raw(supervisor)).unwrap();
+    kill(Pid::from_raw(supervisor), Signal::SIGTERM).unwrap();
+    // The child's trap answers once claude-cage has forwarded the signal.
+    assert_eq!(next(), "term", "the child was not forwarded SIGTERM");
+    assert!(alive(caged), "the child ignores SIGTERM and must still run");
+    kill(Pid::from_raw(starter.id() as i32), Signal::SIGKILL).unwrap();
+    starter.wait().unwrap();
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    let n_ready = poll(&mut fds, PollTimeout::from(10_000u16)).unwrap();
+    assert_eq!(
+        n_ready, 1,
+        "claude-cage did not exit after its starter died"
+    );
+    assert!(!alive(caged), "the caged child outlived the starter");
+    let exit = exit_event(&ev);
+    assert_eq!(exit["reason"], "terminated", "{exit}");
+    assert_eq!(exit["status"], 137, "{exit}");
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("claude-cage: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains(
+            "received SIGTERM, forwarded it; the process that started claude-cage died before the child exited; killed the cage after "
+        ),
+        "{stderr}"
+    );
+    assert!(!lines[0].contains("term-grace"), "{stderr}");
+    assert_no_cgroup(&n);
+}
