@@ -9,11 +9,26 @@ STATE_DIR=/run/claude-cage
 SLICE_CG=/claude.slice/claude-cage.slice
 BOT_ENV=(env XDG_RUNTIME_DIR=/run/user/1000)
 
-# fail WHY...: record the reason (the FAIL line shows it) and end the scenario.
+# fail WHY...: record the reason (the FAIL line shows it) and end the scenario. A scenario may
+# define on_fail, which then prints what would explain the failure into the log.
 fail() {
 	printf '%s' "$*" | tr '\n' ' ' >"$VMTEST_FAILFILE"
 	echo "FAIL: $*"
+	if [ -z "${in_on_fail:-}" ] && declare -F on_fail >/dev/null; then
+		in_on_fail=1
+		on_fail 2>&1 | sed 's/^/on_fail: /'
+	fi
 	exit 1
+}
+# proc_report PID...: each process's command line, state, wait channel and kernel stack
+proc_report() {
+	local p
+	for p in "$@"; do
+		echo "process $p: $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)"
+		echo "  $(grep -E '^(State|PPid|SigBlk|SigPnd|ShdPnd)' "/proc/$p/status" 2>/dev/null | tr '\n\t' '  ')"
+		echo "  wchan $(cat "/proc/$p/wchan" 2>/dev/null), cgroup $(cgroup_of "$p" 2>/dev/null)"
+		sed 's/^/  stack /' "/proc/$p/stack" 2>/dev/null
+	done
 }
 note() { echo "- $*"; }
 # later CHECK ARGS...: run an assertion without ending the scenario on failure; the scenario
@@ -107,7 +122,8 @@ check_no_state() {
 }
 
 # --- waiting ---
-# wait_for SECONDS WHAT CMD...: poll CMD until it succeeds
+# wait_for SECONDS WHAT CMD...: poll CMD until it succeeds. CMD's words are expanded once, when
+# wait_for is called: a value that must be read again on every try goes in a function.
 wait_for() {
 	local lim=$1 what=$2 i=0
 	shift 2

@@ -7,6 +7,7 @@
 # vmtest-timeout: 120
 
 svc=$CG/system.slice/example-bot.service
+ev=/var/lib/example-bot/events.jsonl
 cp /usr/share/doc/claude-cage/examples/example-bot.service /etc/systemd/system/example-bot.service
 mkdir -p /etc/claude-cage
 cat >/etc/claude-cage/example-bot.toml <<'P'
@@ -37,10 +38,19 @@ cleanup() {
 	systemctl reset-failed example-bot.service 2>/dev/null
 }
 trap cleanup EXIT
+on_fail() {
+	echo "events file $ev:"
+	ls -la /var/lib/example-bot
+	cat -A "$ev" | head -c 3000
+	proc_report $(pgrep -u example-bot)
+	find "$svc" -type d | while read -r d; do echo "$d: procs $(tr '\n' ' ' <"$d/cgroup.procs") events $(tr '\n' ' ' <"$d/cgroup.events")"; done
+	ls -la /tmp/claude-cage-* 2>&1
+	journalctl -q -n 40 -u example-bot.service
+}
 systemctl daemon-reload
 systemctl start example-bot.service || fail "systemctl start example-bot.service failed: $(journalctl -q -n 5 -u example-bot.service | tr '\n' ' ')"
-ev=/var/lib/example-bot/events.jsonl
-wait_for 30 "two start events in $ev" test "$(ev_count "$ev" start 2>/dev/null)" -ge 2
+two_starts() { [ "$(ev_count "$ev" start)" -ge 2 ]; }
+wait_for 30 "two start events in $ev" two_starts
 # the start event is written as the child is released: wait until both have run their program
 children_run() {
 	local c

@@ -25,7 +25,8 @@ gc=$(pgrep -f '^sleep 601')
 [ -s "$STATE_DIR/$id.json" ] || fail "no state file $STATE_DIR/$id.json"
 kill -KILL "$sup"
 wait "$sup"
-wait_for 10 "only the grandchild $gc left in the cage (the child dies of its parent-death signal)" test "$(cat "$dir/main/cgroup.procs")" = "$gc"
+only_grandchild() { [ "$(cat "$dir/main/cgroup.procs")" = "$gc" ]; }
+wait_for 10 "only the grandchild $gc left in the cage (the child dies of its parent-death signal)" only_grandchild
 alive "$gc" || fail "the grandchild died with the supervisor: nothing to reap"
 op ps ps
 cat "$T/ps.out"
@@ -37,7 +38,8 @@ assert_eq "$(systemctl is-active claude-cage-reap.timer)" active "claude-cage-re
 systemctl list-timers --no-pager claude-cage-reap.timer | capture list-timers
 wait_for 75 "the timer's reap removed $id" test ! -e "$dir"
 wait_for 10 "the grandchild is dead" dead "$gc"
-wait_for 10 "claude-cage-reap.service finished" test "$(systemctl show -P ActiveState claude-cage-reap.service)" = inactive
+reap_inactive() { [ "$(systemctl show -P ActiveState claude-cage-reap.service)" = inactive ]; }
+wait_for 10 "claude-cage-reap.service finished" reap_inactive
 assert_eq "$(systemctl show -P Result claude-cage-reap.service)" success "claude-cage-reap.service Result"
 [ ! -e "$STATE_DIR/$id.json" ] || fail "state file left: $STATE_DIR/$id.json"
 [ ! -e "${dir%/*}" ] || fail "bot cgroup left: ${dir%/*}"
