@@ -139,6 +139,51 @@ fn the_cage_dies_with_the_process_that_started_it() {
     assert_no_cgroup(&n);
 }
 
+/// A starter shell that runs `claude-cage run` with the policy text `policy` in the
+/// background, prints `supervisor=<pid>` and waits. `child` is the caged `sh -c` script; it
+/// prints `child=$$` once it runs. The events go to `ev` in `t`, claude-cage's stderr to `err`.
+struct Started {
+    starter: std::process::Child,
+    out: BufReader<std::process::ChildStdout>,
+    supervisor: i32,
+    caged: i32,
+}
+
+fn start_under_a_starter(n: &str, t: &TempDir, policy: &str, child: &str) -> Started {
+    let p = t.path("p.toml");
+    std::fs::write(&p, policy).unwrap();
+    // The child's script is the starter's "$1", so that the starter expands nothing in it.
+    let script = format!(
+        "{} run --name {n} --events {} --policy {} -- sh -c \"$1\" 2>{} & echo supervisor=$!; wait",
+        bin(),
+        t.path("ev").display(),
+        p.display(),
+        t.path("err").display()
+    );
+    let mut starter = Command::new("sh")
+        .args(["-c", &script, "starter", child])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(starter.stdout.take().unwrap());
+    let (mut supervisor, mut caged) = (0, 0);
+    for _ in 0..2 {
+        let l = next_line(&mut out, std::time::Duration::from_secs(10));
+        match l.split_once('=') {
+            Some(("supervisor", p)) => supervisor = p.parse().unwrap(),
+            Some(("child", p)) => caged = p.parse().unwrap(),
+            _ => panic!("unexpected line {l:?}"),
+        }
+    }
+    Started {
+        starter,
+        out,
+        supervisor,
+        caged,
+    }
+}
+
 /// `parent-death = "ignore"`: the starter is SIGKILLed and the cage lives on; the child ends on
 /// its own terms and claude-cage reports its status. The control, with the default "kill", is
 /// `the_cage_dies_with_the_process_that_started_it` above.
@@ -152,34 +197,15 @@ fn parent_death_ignore_lets_the_child_outlive_its_starter() {
     let n = name("pdeath-ignore");
     let t = TempDir::new(&n);
     let ev = t.path("ev");
-    let policy = t.path("p.toml");
-    std::fs::write(&policy, "[lifetime]\nparent-death = \"ignore\"\n").unwrap();
     let child = "n=0; trap 'n=$((n+1)); echo ack-$n; if [ $n = 2 ]; then kill $s; exit 7; fi' USR1; \
                  sleep 1000 & s=$!; echo child=$$; while :; do wait $s; done";
-    // The child's script is the starter's "$1", so that the starter expands nothing in it.
-    let script = format!(
-        "{} run --name {n} --events {} --policy {} -- sh -c \"$1\" & echo supervisor=$!; wait",
-        bin(),
-        ev.display(),
-        policy.display()
-    );
-    let mut starter = Command::new("sh")
-        .args(["-c", &script, "starter", child])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(starter.stdout.take().unwrap());
+    let Started {
+        mut starter,
+        mut out,
+        supervisor,
+        caged,
+    } = start_under_a_starter(&n, &t, "[lifetime]\nparent-death = \"ignore\"\n", child);
     let mut next = || next_line(&mut out, std::time::Duration::from_secs(10));
-    let (mut supervisor, mut caged) = (0, 0);
-    for _ in 0..2 {
-        let l = next();
-        match l.split_once('=') {
-            Some(("supervisor", p)) => supervisor = p.parse().unwrap(),
-            Some(("child", p)) => caged = p.parse().unwrap(),
-            _ => panic!("unexpected line {l:?}"),
-        }
-    }
     let pidfd = claude_cage::sys::pidfd_open(Pid::from_raw(supervisor)).unwrap();
     kill(Pid::from_raw(starter.id() as i32), Signal::SIGKILL).unwrap();
     starter.wait().unwrap();
@@ -210,36 +236,15 @@ fn parent_death_ignore_lets_the_child_outlive_its_starter() {
 fn a_starter_that_dies_after_a_forwarded_sigterm_is_named_as_what_killed_the_cage() {
     let n = name("term-pdeath");
     let t = TempDir::new(&n);
-    let ev = t.path("ev");
-    let err = t.path("err");
-    let policy = t.path("p.toml");
-    std::fs::write(&policy, "[lifetime]\nterm-grace = \"1h\"\n").unwrap();
     let child =
         "trap 'echo term' TERM; sleep 1000 & s=$!; echo child=$$; while :; do wait $s; done";
-    let script = format!(
-        "{} run --name {n} --events {} --policy {} -- sh -c \"$1\" 2>{} & echo supervisor=$!; wait",
-        bin(),
-        ev.display(),
-        policy.display(),
-        err.display()
-    );
-    let mut starter = Command::new("sh")
-        .args(["-c", &script, "starter", child])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(starter.stdout.take().unwrap());
+    let Started {
+        mut starter,
+        mut out,
+        supervisor,
+        caged,
+    } = start_under_a_starter(&n, &t, "[lifetime]\nterm-grace = \"1h\"\n", child);
     let mut next = || next_line(&mut out, std::time::Duration::from_secs(10));
-    let (mut supervisor, mut caged) = (0, 0);
-    for _ in 0..2 {
-        let l = next();
-        match l.split_once('=') {
-            Some(("supervisor", p)) => supervisor = p.parse().unwrap(),
-            Some(("child", p)) => caged = p.parse().unwrap(),
-            _ => panic!("unexpected line {l:?}"),
-        }
-    }
     let pidfd = claude_cage::sys::pidfd_open(Pid::from_raw(supervisor)).unwrap();
     kill(Pid::from_raw(supervisor), Signal::SIGTERM).unwrap();
     // The child's trap answers once claude-cage has forwarded the signal.
@@ -254,10 +259,10 @@ fn a_starter_that_dies_after_a_forwarded_sigterm_is_named_as_what_killed_the_cag
         "claude-cage did not exit after its starter died"
     );
     assert!(!alive(caged), "the caged child outlived the starter");
-    let exit = exit_event(&ev);
+    let exit = exit_event(&t.path("ev"));
     assert_eq!(exit["reason"], "terminated", "{exit}");
     assert_eq!(exit["status"], 137, "{exit}");
-    let stderr = std::fs::read_to_string(&err).unwrap();
+    let stderr = std::fs::read_to_string(t.path("err")).unwrap();
     let lines: Vec<&str> = stderr
         .lines()
         .filter(|l| l.starts_with("claude-cage: "))
