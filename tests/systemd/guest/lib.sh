@@ -123,23 +123,22 @@ check_no_state() {
 
 # --- waiting ---
 # wait_for SECONDS WHAT CMD...: poll CMD until it succeeds. CMD's words are expanded once, when
-# wait_for is called: a value that must be read again on every try goes in a function.
+# wait_for is called: a value that must be read again on every try goes in a function. The
+# bound is in seconds of the clock, whatever each try costs (a jq under emulation is slow).
 wait_for() {
-	local lim=$1 what=$2 i=0
+	local lim=$1 what=$2 end=$((SECONDS + $1 + 1))
 	shift 2
 	until "$@" >/dev/null 2>&1; do
-		i=$((i + 1))
-		[ "$i" -le $((lim * 10)) ] || fail "$what: not after $lim s"
+		[ "$SECONDS" -lt "$end" ] || fail "$what: not after $lim s"
 		sleep 0.1
 	done
 }
 has_event() { [ "$(ev_count "$1" "$2")" -ge 1 ]; }
 # wait_event FILE EVENT SECONDS
 wait_event() {
-	local i=0
+	local end=$((SECONDS + $3 + 1))
 	until has_event "$1" "$2"; do
-		i=$((i + 1))
-		[ "$i" -le $(($3 * 10)) ] || fail "no '$2' event in $(basename "$1") after $3 s (stderr: $(head -c 400 "${1%.events}.err" 2>/dev/null))"
+		[ "$SECONDS" -lt "$end" ] || fail "no '$2' event in $(basename "$1") after $3 s (stderr: $(head -c 400 "${1%.events}.err" 2>/dev/null))"
 		sleep 0.1
 	done
 }
@@ -170,10 +169,9 @@ cage_units() {
 no_cage_units() { [ -z "$(cage_units "$@")" ]; }
 # check_no_units [--user]: no claude-cage-* unit is left (waits up to 10 s for the stop to settle)
 check_no_units() {
-	local i=0
+	local end=$((SECONDS + 11))
 	until no_cage_units "$@"; do
-		i=$((i + 1))
-		[ "$i" -le 100 ] || fail "claude-cage units left${1:+ ($1)}: $(cage_units "$@" | tr '\n' ' ')"
+		[ "$SECONDS" -lt "$end" ] || fail "claude-cage units left${1:+ ($1)}: $(cage_units "$@" | tr '\n' ' ')"
 		sleep 0.1
 	done
 }
