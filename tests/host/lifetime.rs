@@ -10,6 +10,9 @@ use nix::unistd::Pid;
 
 use crate::*;
 
+/// The bound on every wait of these tests for a process or a line.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[test]
 fn max_runtime_kills_the_cage_with_124() {
     let n = name("runtime");
@@ -127,11 +130,8 @@ fn the_cage_dies_with_the_process_that_started_it() {
     let pidfd = claude_cage::sys::pidfd_open(Pid::from_raw(supervisor)).unwrap();
     kill(Pid::from_raw(starter.id() as i32), Signal::SIGKILL).unwrap();
     starter.wait().unwrap();
-    // Event-driven wait for claude-cage to exit, bounded so a bug fails instead of hanging.
-    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-    let n_ready = poll(&mut fds, PollTimeout::from(10_000u16)).unwrap();
-    assert_eq!(
-        n_ready, 1,
+    assert!(
+        exits_within(&pidfd, WAIT),
         "claude-cage did not exit after its starter died"
     );
     assert!(!alive(caged), "the caged child outlived the starter");
@@ -169,7 +169,7 @@ fn start_under_a_starter(n: &str, t: &TempDir, policy: &str, child: &str) -> Sta
     let mut out = BufReader::new(starter.stdout.take().unwrap());
     let (mut supervisor, mut caged) = (0, 0);
     for _ in 0..2 {
-        let l = next_line(&mut out, std::time::Duration::from_secs(10));
+        let l = next_line(&mut out, WAIT);
         match l.split_once('=') {
             Some(("supervisor", p)) => supervisor = p.parse().unwrap(),
             Some(("child", p)) => caged = p.parse().unwrap(),
@@ -205,7 +205,7 @@ fn parent_death_ignore_lets_the_child_outlive_its_starter() {
         supervisor,
         caged,
     } = start_under_a_starter(&n, &t, "[lifetime]\nparent-death = \"ignore\"\n", child);
-    let mut next = || next_line(&mut out, std::time::Duration::from_secs(10));
+    let mut next = || next_line(&mut out, WAIT);
     let pidfd = claude_cage::sys::pidfd_open(Pid::from_raw(supervisor)).unwrap();
     kill(Pid::from_raw(starter.id() as i32), Signal::SIGKILL).unwrap();
     starter.wait().unwrap();
@@ -217,9 +217,10 @@ fn parent_death_ignore_lets_the_child_outlive_its_starter() {
             "the child did not outlive its starter"
         );
     }
-    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-    let n_ready = poll(&mut fds, PollTimeout::from(10_000u16)).unwrap();
-    assert_eq!(n_ready, 1, "claude-cage did not exit after its child did");
+    assert!(
+        exits_within(&pidfd, WAIT),
+        "claude-cage did not exit after its child did"
+    );
     assert!(!alive(caged), "the caged child is still alive");
     // claude-cage's parent is gone, so its status is read from its exit event.
     let exit = exit_event(&ev);
@@ -244,7 +245,7 @@ fn a_starter_that_dies_after_a_forwarded_sigterm_is_named_as_what_killed_the_cag
         supervisor,
         caged,
     } = start_under_a_starter(&n, &t, "[lifetime]\nterm-grace = \"1h\"\n", child);
-    let mut next = || next_line(&mut out, std::time::Duration::from_secs(10));
+    let mut next = || next_line(&mut out, WAIT);
     let pidfd = claude_cage::sys::pidfd_open(Pid::from_raw(supervisor)).unwrap();
     kill(Pid::from_raw(supervisor), Signal::SIGTERM).unwrap();
     // The child's trap answers once claude-cage has forwarded the signal.
@@ -252,10 +253,8 @@ fn a_starter_that_dies_after_a_forwarded_sigterm_is_named_as_what_killed_the_cag
     assert!(alive(caged), "the child ignores SIGTERM and must still run");
     kill(Pid::from_raw(starter.id() as i32), Signal::SIGKILL).unwrap();
     starter.wait().unwrap();
-    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-    let n_ready = poll(&mut fds, PollTimeout::from(10_000u16)).unwrap();
-    assert_eq!(
-        n_ready, 1,
+    assert!(
+        exits_within(&pidfd, WAIT),
         "claude-cage did not exit after its starter died"
     );
     assert!(!alive(caged), "the caged child outlived the starter");

@@ -152,6 +152,24 @@ pub fn next_line(out: &mut BufReader<ChildStdout>, within: std::time::Duration) 
     line.trim().to_owned()
 }
 
+/// Whether the process behind `pidfd` exits within `bound`: a poll on the pidfd, bounded so that
+/// a bug fails the test instead of hanging it. The pidfd is opened before whatever should end
+/// the process, so that a reused pid can never answer for it.
+pub fn exits_within(pidfd: &impl AsFd, bound: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + bound;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = PollTimeout::try_from(left.as_millis() as i32 + 1).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, ms) {
+            Ok(n) if n > 0 => return true,
+            Ok(_) => return false,
+            Err(nix::Error::EINTR) if !left.is_zero() => continue,
+            Err(e) => panic!("poll on a pidfd: {e}"),
+        }
+    }
+}
+
 /// A cgroup owned by a test, killed and removed on drop: how negative controls clean up after
 /// themselves.
 pub struct ControlCgroup(pub PathBuf);

@@ -11,14 +11,12 @@
 //! thread, a file's content), never sleeps standing in for synchronisation.
 
 use std::io::{Read, Write};
-use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -74,18 +72,7 @@ fn marked_processes(argv: &[&str], mark: &str) -> Vec<i32> {
 /// Waits up to `bound` for `pid` (a child of this process, not yet reaped) to exit, on a pidfd.
 fn exited_within(pid: Pid, bound: Duration) -> bool {
     let pidfd = claude_cage::sys::pidfd_open(pid).expect("pidfd_open on an unreaped child");
-    let deadline = Instant::now() + bound;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let ms = PollTimeout::try_from(left.as_millis() as i32 + 1).unwrap_or(PollTimeout::MAX);
-        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, ms) {
-            Ok(n) if n > 0 => return true,
-            Ok(_) => return false,
-            Err(nix::Error::EINTR) if !left.is_zero() => continue,
-            Err(e) => panic!("poll on a pidfd: {e}"),
-        }
-    }
+    exits_within(&pidfd, bound)
 }
 
 // ---- 1. SIGTERM right after spawn, 1,000 times -------------------------------------------------
