@@ -67,7 +67,7 @@ impl Alerts {
         let mut warnings = Vec::new();
         let mut psi = None;
         if let Some(t) = settings.pressure {
-            let path = cage.dir.join("memory.pressure");
+            let path = cage.dir.join(fs::MEMORY_PRESSURE);
             // A trigger lives as long as the descriptor it was written to (psi.rst).
             let opened = OpenOptions::new()
                 .read(true)
@@ -136,7 +136,7 @@ impl Alerts {
             self.psi = None;
             return;
         }
-        let text = fs::read(&cage.dir, "memory.pressure").unwrap_or_default();
+        let text = fs::read(&cage.dir, fs::MEMORY_PRESSURE).unwrap_or_default();
         let avg10 = |kind: &str| {
             text.lines()
                 .find(|l| l.starts_with(kind))
@@ -180,8 +180,8 @@ impl Alerts {
             self.fire(line, "memory-warn");
         }
         for h in self.hooks.iter().filter(|h| now >= h.deadline) {
-            crate::say!(
-                "claude-cage warning: alert hook for {} ran longer than {:?}; killed it",
+            crate::warning!(
+                "alert hook for {} ran longer than {:?}; killed it",
                 h.what,
                 self.exec_timeout
             );
@@ -222,9 +222,7 @@ impl Alerts {
                 });
             }
             Err(e) => {
-                crate::say!(
-                    "claude-cage warning: alert hook {program} for {what} did not start: {e}"
-                )
+                crate::warning!("alert hook {program} for {what} did not start: {e}")
             }
         }
     }
@@ -237,14 +235,12 @@ impl Alerts {
         let hook = self.hooks.swap_remove(i);
         match status {
             WaitStatus::Exited(_, 0) => {}
-            WaitStatus::Exited(_, c) => crate::say!(
-                "claude-cage warning: alert hook for {} exited with status {c}",
-                hook.what
-            ),
-            WaitStatus::Signaled(_, s, _) => crate::say!(
-                "claude-cage warning: alert hook for {} was killed by {s}",
-                hook.what
-            ),
+            WaitStatus::Exited(_, c) => {
+                crate::warning!("alert hook for {} exited with status {c}", hook.what)
+            }
+            WaitStatus::Signaled(_, s, _) => {
+                crate::warning!("alert hook for {} was killed by {s}", hook.what)
+            }
             _ => {}
         }
         true
@@ -295,8 +291,8 @@ impl Alerts {
                 .map(|h| h.pid)
                 .collect();
             for pid in late {
-                crate::say!(
-                    "claude-cage warning: alert hook ran longer than {:?}; killed it",
+                crate::warning!(
+                    "alert hook ran longer than {:?}; killed it",
                     self.exec_timeout
                 );
                 let _ = killpg(pid, Signal::SIGKILL);

@@ -220,7 +220,7 @@ impl EventLog {
         if let Err(e) = result {
             if !self.failed {
                 self.failed = true;
-                crate::say!("claude-cage warning: failed to write the events file: {e}");
+                crate::warning!("failed to write the events file: {e}");
             }
         }
         buf

@@ -2,20 +2,11 @@
 //! cgroup v2 cage with a policy's limits, supervises it in one poll loop, kills the whole cage
 //! when the program ends, and says why it ended.
 
-/// Writes one line to stderr, ignoring failure: a bot that closed claude-cage's stderr must not
-/// make it die (as `eprintln!` would, by panicking) halfway through cleaning up a cage.
-#[macro_export]
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
-}
-
 pub mod alerts;
 pub mod cgroup;
 pub mod cli;
 pub mod cmd;
+pub mod error;
 pub mod events;
 pub mod exit;
 pub mod explain;

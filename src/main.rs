@@ -88,7 +88,7 @@ fn real_main() -> i32 {
             let signal = match a.signal.as_deref().map(kill::parse_signal).transpose() {
                 Ok(s) => s,
                 Err(e) => {
-                    claude_cage::say!("claude-cage: {e}");
+                    claude_cage::error!("{e}");
                     return exit::FAILURE;
                 }
             };
@@ -117,7 +117,7 @@ fn real_main() -> i32 {
             match written {
                 Ok(()) => 0,
                 Err(e) => {
-                    claude_cage::say!("claude-cage: failed to write: {e}");
+                    claude_cage::error!("failed to write: {e}");
                     exit::COMMAND_FAILED
                 }
             }
@@ -128,7 +128,7 @@ fn real_main() -> i32 {
                 0
             }
             Err(e) => {
-                claude_cage::say!("claude-cage: {}", run::error_chain(&e));
+                claude_cage::error!("{}", claude_cage::error::error_chain(&e));
                 exit::COMMAND_FAILED
             }
         },

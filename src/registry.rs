@@ -210,7 +210,7 @@ fn classify(bot: &str, id: &str, dir: &Path, record: Option<&Record>) -> CageSta
     match record {
         Some(r) if state::supervisor_alive(r) => {
             let main_busy =
-                fs::read(&dir.join("main"), fs::PROCS).is_ok_and(|t| !t.trim().is_empty());
+                fs::read(&dir.join(fs::MAIN), fs::PROCS).is_ok_and(|t| !t.trim().is_empty());
             if main_busy {
                 CageState::Running
             } else {

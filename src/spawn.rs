@@ -394,7 +394,7 @@ mod tests {
         ];
         for (bytes, status, message) in cases {
             let e = SpawnError::from_report(bytes, path);
-            let shown = crate::cmd::run::error_chain(&e);
+            let shown = crate::error::error_chain(&e);
             assert_eq!(e.exit_status(), *status, "{bytes:?}: {shown}");
             assert!(
                 shown.contains(message),

@@ -334,7 +334,7 @@ fn kill(cage: &Cage, killed: &mut Option<(usize, Cause)>, why: Cause) {
     // The child itself is not a leftover.
     *killed = Some((cage.process_count().saturating_sub(1), why));
     if let Err(e) = cage.kill() {
-        crate::say!("claude-cage: warning: {e}");
+        crate::warning!("{e}");
     }
 }
 
@@ -411,4 +411,50 @@ fn report_counters(cage: &Cage, w: &mut Watch, alerts: &mut Alerts, log: &mut Ev
         alerts.fire(line, "pids-max");
     }
     w.seen = now;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failed `cgroup.kill` is a warning, never a second "claude-cage: " line beside the one
+    /// that says why the cage ended (the Agent SDK shows the bot the end of stderr).
+    #[test]
+    fn a_failed_cgroup_kill_is_one_warning_line() {
+        let dir = std::env::temp_dir().join(format!("claude-cage-kill-{}", std::process::id()));
+        // A directory where cgroup.kill should be: writing it fails with EISDIR.
+        std::fs::create_dir_all(dir.join(fs::KILL)).unwrap();
+        let cage = Cage {
+            id: "bot-1-1".into(),
+            unit: None,
+            bot_dir: dir.clone(),
+            main: dir.join(fs::MAIN),
+            dir: dir.clone(),
+            applied: Default::default(),
+            deferred: Vec::new(),
+        };
+        let mut killed = None;
+        let ((), lines) = crate::error::capture::lines(|| kill(&cage, &mut killed, Cause::Timeout));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(killed, Some((0, Cause::Timeout)));
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with("claude-cage warning: failed to write \"1\" to "),
+            "{lines:?}"
+        );
+        assert!(lines[0].contains("cgroup.kill"), "{lines:?}");
+        // The negative control: the same kill of a cage whose cgroup.kill takes the write says
+        // nothing at all.
+        let ok = std::env::temp_dir().join(format!("claude-cage-kill-ok-{}", std::process::id()));
+        std::fs::create_dir_all(&ok).unwrap();
+        std::fs::write(ok.join(fs::KILL), "").unwrap();
+        let cage = Cage {
+            dir: ok.clone(),
+            ..cage
+        };
+        let mut killed = None;
+        let ((), lines) = crate::error::capture::lines(|| kill(&cage, &mut killed, Cause::Timeout));
+        std::fs::remove_dir_all(&ok).unwrap();
+        assert!(lines.is_empty(), "{lines:?}");
+    }
 }

@@ -764,7 +764,7 @@ mod tests {
         )
         .unwrap()
         .release()
-        .unwrap_or_else(|e| panic!("{}", crate::cmd::run::error_chain(&e)));
+        .unwrap_or_else(|e| panic!("{}", crate::error::error_chain(&e)));
         // The sets read here were set before exec (the pipe that `release` waited on closes
         // during exec), and exec keeps the inheritable set as it is (capabilities(7)).
         let status = std::fs::read_to_string(format!("/proc/{}/status", child.pid));

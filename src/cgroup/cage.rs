@@ -260,7 +260,7 @@ impl Cage {
             let mut cage = Cage {
                 id,
                 unit: None,
-                main: dir.join("main"),
+                main: dir.join(fs::MAIN),
                 dir,
                 bot_dir: bot_dir.clone(),
                 applied: Applied::default(),
@@ -364,7 +364,7 @@ impl Cage {
         Cage {
             id,
             unit,
-            main: dir.join("main"),
+            main: dir.join(fs::MAIN),
             bot_dir,
             dir,
             applied: Applied::default(),
@@ -400,7 +400,7 @@ impl Cage {
     /// them.
     pub fn delegate_to(&self, uid: u32, gid: u32) -> Result<(), CgroupError> {
         for dir in [&self.dir, &self.main] {
-            for f in ["", PROCS, "cgroup.threads", SUBTREE_CONTROL] {
+            for f in ["", PROCS, THREADS, SUBTREE_CONTROL] {
                 let p = if f.is_empty() {
                     dir.clone()
                 } else {

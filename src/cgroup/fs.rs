@@ -1,5 +1,6 @@
-//! Reading and writing cgroupfs files. This is the only place that knows their names; every
-//! error carries the operation, the path and the value written.
+//! Reading and writing cgroupfs files. This is the only place that knows their names (the
+//! kernel's files, and the two cgroups claude-cage makes inside a cage); every error carries the
+//! operation, the path and the value written.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -7,7 +8,16 @@ use std::path::{Path, PathBuf};
 
 use super::CgroupError;
 
+/// The cgroup inside a cage that the child runs in: limits are on the cage, so a cgroup the
+/// child makes beside `main` (Claude Code does) is inside the cage's budget.
+pub const MAIN: &str = "main";
+/// The cgroup inside a cage's systemd scope that holds the scope's holder (`sys::spawn_holder`),
+/// a process of claude-cage's and not of the cage.
+pub const HOLD: &str = "hold";
+
 pub const PROCS: &str = "cgroup.procs";
+pub const THREADS: &str = "cgroup.threads";
+pub const TYPE: &str = "cgroup.type";
 pub const CONTROLLERS: &str = "cgroup.controllers";
 pub const SUBTREE_CONTROL: &str = "cgroup.subtree_control";
 pub const EVENTS: &str = "cgroup.events";
@@ -19,8 +29,10 @@ pub const MEMORY_OOM_GROUP: &str = "memory.oom.group";
 pub const MEMORY_EVENTS: &str = "memory.events";
 pub const MEMORY_PEAK: &str = "memory.peak";
 pub const MEMORY_CURRENT: &str = "memory.current";
+pub const MEMORY_PRESSURE: &str = "memory.pressure";
 pub const PIDS_MAX: &str = "pids.max";
 pub const PIDS_EVENTS: &str = "pids.events";
+pub const PIDS_CURRENT: &str = "pids.current";
 pub const CPU_MAX: &str = "cpu.max";
 pub const CPU_WEIGHT: &str = "cpu.weight";
 
@@ -94,11 +106,6 @@ pub fn words(text: &str) -> Vec<String> {
     text.split_whitespace().map(str::to_owned).collect()
 }
 
-/// Every cgroup below `dir` (not `dir` itself), parents before their children.
-/// The cgroup inside a cage's systemd scope that holds the scope's holder (`sys::spawn_holder`),
-/// a process of claude-cage's and not of the cage.
-pub const HOLD: &str = "hold";
-
 /// The cage's cgroup and those below it, but for a scope's holder cgroup: where the cage's own
 /// processes are. Only a scope (`*.scope`) has a holder; in a cgroupfs cage a child's cgroup of
 /// that name is the child's.
@@ -116,6 +123,7 @@ pub fn member_dirs(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Every cgroup below `dir` (not `dir` itself), parents before their children.
 pub fn descendants(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];

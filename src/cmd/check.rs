@@ -194,7 +194,7 @@ fn systemd_backend(r: &mut Report, h: &Hierarchy, policy: &Policy) {
             if m.user { "user's" } else { "system" }
         )),
         Err(e) => r.problem(
-            format!("backend systemd: {}", run::error_chain(&e)),
+            format!("backend systemd: {}", crate::error::error_chain(&e)),
             crate::systemd::CONNECT_ADVICE,
         ),
     }
@@ -303,7 +303,7 @@ fn kernel_features(r: &mut Report, h: &Hierarchy) {
         "the exit event reports no memory peak",
     );
     let psi =
-        h.mount.join("memory.pressure").exists() || Path::new("/proc/pressure/memory").exists();
+        h.mount.join(fs::MEMORY_PRESSURE).exists() || Path::new("/proc/pressure/memory").exists();
     feature(
         r,
         psi,
@@ -343,7 +343,7 @@ fn placement(r: &mut Report, h: &Hierarchy, parent: &Path, policy: &Policy, ctx:
     }
     // Only the real root cgroup has no cgroup.type; the root of a cgroup namespace (a
     // container) is an ordinary cgroup under the no-internal-process rule.
-    if parent.join("cgroup.type").exists() {
+    if parent.join(fs::TYPE).exists() {
         let busy = fs::read(parent, fs::PROCS).is_ok_and(|t| !t.trim().is_empty());
         let enabled = fs::read(parent, fs::SUBTREE_CONTROL)
             .map(|t| fs::words(&t))

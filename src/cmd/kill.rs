@@ -55,7 +55,7 @@ pub fn kill_cmd(target: Target, signal: Option<Signal>) -> i32 {
         Target::Bot(b) => {
             let v: Vec<&Found> = survey.cages.iter().filter(|f| &f.bot == b).collect();
             if v.is_empty() {
-                crate::say!("claude-cage: no live cage of bot {b:?}");
+                crate::error!("no live cage of bot {b:?}");
                 return crate::exit::COMMAND_FAILED;
             }
             v
@@ -66,7 +66,7 @@ pub fn kill_cmd(target: Target, signal: Option<Signal>) -> i32 {
                 match survey.cages.iter().find(|f| &f.id == id) {
                     Some(f) => v.push(f),
                     None => {
-                        crate::say!("claude-cage: no such cage: {id} (see `claude-cage ps`)");
+                        crate::error!("no such cage: {id} (see `claude-cage ps`)");
                         status = crate::exit::COMMAND_FAILED;
                     }
                 }
@@ -96,7 +96,7 @@ pub fn kill_cmd(target: Target, signal: Option<Signal>) -> i32 {
         match result {
             Ok(line) => println!("{line}"),
             Err(e) => {
-                crate::say!("claude-cage: {e}");
+                crate::error!("{e}");
                 status = crate::exit::COMMAND_FAILED;
             }
         }
@@ -227,7 +227,7 @@ fn kill_orphan(f: &Found) -> Result<String, String> {
     let cage = Cage::at(f.dir.clone());
     let n = cage
         .kill_and_remove(WAIT)
-        .map_err(|e| format!("failed to kill {}: {}", f.id, super::run::error_chain(&e)))?;
+        .map_err(|e| format!("failed to kill {}: {}", f.id, crate::error::error_chain(&e)))?;
     if let Some(p) = &f.state_path {
         let _ = std::fs::remove_file(p);
     }

@@ -17,7 +17,7 @@ fn survey() -> Result<Survey, i32> {
     match Hierarchy::discover() {
         Ok(h) => Ok(registry::survey(&h)),
         Err(e) => {
-            crate::say!("claude-cage: {e}");
+            crate::error!("{e}");
             Err(crate::exit::COMMAND_FAILED)
         }
     }

@@ -50,10 +50,10 @@ pub fn row(f: &Found, now_ms: u64) -> Row {
         .flatten()
         .unwrap_or_default();
     let held = (f.dir.extension().is_some_and(|e| e == "scope"))
-        .then(|| opt_number(&f.dir.join(fs::HOLD), "pids.current"))
+        .then(|| opt_number(&f.dir.join(fs::HOLD), fs::PIDS_CURRENT))
         .flatten();
     let pid = f.record.as_ref().map(|r| r.child_pid).or_else(|| {
-        fs::read(&f.dir.join("main"), fs::PROCS)
+        fs::read(&f.dir.join(fs::MAIN), fs::PROCS)
             .ok()
             .and_then(|t| fs::pids(&t).first().copied())
     });
@@ -70,7 +70,7 @@ pub fn row(f: &Found, now_ms: u64) -> Row {
         memory_max: opt_number(&f.dir, fs::MEMORY_MAX),
         memory_peak: opt_number(&f.dir, fs::MEMORY_PEAK),
         // A scope's tasks include its holder, and its TasksMax= allows for it.
-        pids_current: opt_number(&f.dir, "pids.current")
+        pids_current: opt_number(&f.dir, fs::PIDS_CURRENT)
             .map(|n| n.saturating_sub(held.unwrap_or(0))),
         pids_max: opt_number(&f.dir, fs::PIDS_MAX)
             .map(|n| n.saturating_sub(u64::from(held.is_some()))),
@@ -120,16 +120,13 @@ pub fn ps(format: Format, name: Option<&str>) -> i32 {
     print!("{text}");
     if format == Format::Table {
         for p in &survey.stale {
-            crate::say!(
-                "claude-cage warning: stale state file {} (its cage is gone; `claude-cage reap` removes it)",
+            crate::warning!(
+                "stale state file {} (its cage is gone; `claude-cage reap` removes it)",
                 p.display()
             );
         }
         for (p, why) in &survey.unreadable {
-            crate::say!(
-                "claude-cage warning: unreadable state file {}: {why}",
-                p.display()
-            );
+            crate::warning!("unreadable state file {}: {why}", p.display());
         }
     }
     0

@@ -25,7 +25,7 @@ pub fn reap_one(found: &Found, dry_run: bool) -> Result<String, String> {
         format!(
             "failed to reap {}: {}",
             found.id,
-            super::run::error_chain(&e)
+            crate::error::error_chain(&e)
         )
     })?;
     if let Some(p) = &found.state_path {
@@ -63,7 +63,7 @@ pub fn reap(dry_run: bool) -> i32 {
         match reap_one(f, dry_run) {
             Ok(line) => println!("{line}"),
             Err(line) => {
-                crate::say!("claude-cage: {line}");
+                crate::error!("{line}");
                 failed = true;
             }
         }
@@ -76,10 +76,7 @@ pub fn reap(dry_run: bool) -> i32 {
         }
     }
     for (p, why) in &survey.unreadable {
-        crate::say!(
-            "claude-cage warning: unreadable state file {}: {why}",
-            p.display()
-        );
+        crate::warning!("unreadable state file {}: {why}", p.display());
     }
     if failed {
         crate::exit::COMMAND_FAILED

@@ -11,6 +11,7 @@ use nix::unistd::Pid;
 
 use crate::alerts::Alerts;
 use crate::cgroup::{self, Cage, CgroupError, Counters, Hierarchy};
+use crate::error::error_chain;
 use crate::events::{Event, EventLog, ExitRecord, Limits, Reason};
 use crate::exit;
 use crate::explain::End;
@@ -115,27 +116,12 @@ pub fn run(inv: Invocation, original_mask: SigSet) -> i32 {
         Ok(status) => status,
         Err(e) => {
             match e.advice() {
-                Some(fix) => crate::say!("claude-cage: {}; {fix}", error_chain(&e)),
-                None => crate::say!("claude-cage: {}", error_chain(&e)),
+                Some(fix) => crate::error!("{}; {fix}", error_chain(&e)),
+                None => crate::error!("{}", error_chain(&e)),
             }
             e.exit_status()
         }
     }
-}
-
-/// "failed to write ... : Permission denied (os error 13)": the error and its sources, once each.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 /// The memory of the machine, for sizes given as a percentage.
@@ -208,18 +194,18 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
     let (cage, pending, owner) = match backend {
         Backend::Cgroupfs(placement) => {
             for w in &placement.warnings {
-                crate::say!("claude-cage warning: {w}");
+                crate::warning!("{w}");
             }
             if policy.cgroupns && !placement.hierarchy.nsdelegate {
-                crate::say!(
-                    "claude-cage warning: [cage] cgroupns hides the cgroup tree from the child but does not hold it in: {} is mounted without nsdelegate, so the kernel lets a privileged child move out of its namespace",
+                crate::warning!(
+                    "[cage] cgroupns hides the cgroup tree from the child but does not hold it in: {} is mounted without nsdelegate, so the kernel lets a privileged child move out of its namespace",
                     placement.hierarchy.mount.display()
                 );
             }
             // Orphans of this bot (a supervisor that was SIGKILLed) are reaped before a new
             // cage starts: one directory read when there are none.
             for line in crate::cmd::reap::reap_bot(&placement.parent.join(&name)) {
-                crate::say!("claude-cage note: {line}");
+                crate::note!("{line}");
             }
             let cage = Cage::create(&placement, &name, &policy)?;
             if let Some(c) = &credentials {
@@ -232,8 +218,8 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
                 && cage.applied.oom_group.is_some()
                 && cage.applied.swap_max.is_none()
             {
-                crate::say!(
-                    "claude-cage warning: memory.swap-max is not applied: this kernel has no swap accounting"
+                crate::warning!(
+                    "memory.swap-max is not applied: this kernel has no swap accounting"
                 );
             }
             let env = child_env(&cage.id, &cage.dir);
@@ -249,7 +235,7 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
                 Ok(p) => (cage, p, Owner::Cgroupfs),
                 Err(e) => {
                     if let Err(re) = teardown(&cage, &Owner::Cgroupfs) {
-                        crate::say!("claude-cage warning: {}", error_chain(&re));
+                        crate::warning!("{}", error_chain(&re));
                     }
                     return Err(e.into());
                 }
@@ -294,8 +280,8 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
     let state_file = match state::write(&state::own_dir(), &record) {
         Ok(p) => Some(p),
         Err(e) => {
-            crate::say!(
-                "claude-cage warning: failed to write the state file in {}: {e}; `ps` will show the cage without its command",
+            crate::warning!(
+                "failed to write the state file in {}: {e}; `ps` will show the cage without its command",
                 state::own_dir().display()
             );
             None
@@ -305,7 +291,7 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
         Ok(c) => c,
         Err(e) => {
             if let Err(re) = teardown(&cage, &owner) {
-                crate::say!("claude-cage warning: {}", error_chain(&re));
+                crate::warning!("{}", error_chain(&re));
             } else if let Some(p) = &state_file {
                 let _ = std::fs::remove_file(p);
             }
@@ -314,7 +300,7 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
     };
     if !cage.deferred.is_empty() {
         if let Err(e) = cage.enable_deferred() {
-            crate::say!("claude-cage warning: {}", error_chain(&e));
+            crate::warning!("{}", error_chain(&e));
         }
     }
     log.set_cage(&cage.id, &name);
@@ -332,7 +318,7 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
         cage.applied.memory_high.and_then(Limit::bytes),
     );
     for w in alert_warnings {
-        crate::say!("claude-cage warning: {w}");
+        crate::warning!("{w}");
     }
     let lifetime = Lifetime {
         max_runtime: policy.max_runtime,
@@ -351,7 +337,7 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
         Ok(o) => o,
         Err(e) => {
             // The loop itself failed: end the cage rather than leave it unsupervised.
-            crate::say!("claude-cage warning: supervision failed: {e}; killing the cage");
+            crate::warning!("supervision failed: {e}; killing the cage");
             let _ = cage.kill();
             let mut status = None;
             while status.is_none() {
@@ -399,7 +385,7 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
     let peak = cleanup.as_ref().ok().copied().flatten().or(outcome.peak);
     match &cleanup {
         // The state file stays while the cage does, so that `reap` finds it.
-        Err(e) => crate::say!("claude-cage warning: {}", error_chain(e)),
+        Err(e) => crate::warning!("{}", error_chain(e)),
         Ok(_) => {
             if let Some(p) = &state_file {
                 let _ = std::fs::remove_file(p);
@@ -431,7 +417,7 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
     }));
     let abnormal = !(reason == Reason::Exited && status == 0);
     if abnormal {
-        crate::say!("claude-cage: {}: {}", cage.id, end.explain(reason));
+        crate::error!("{}: {}", cage.id, end.explain(reason));
     }
     // The hook hears of an abnormal end; claude-cage waits for every hook (each bounded by
     // its timeout) so that none is left behind.
@@ -637,14 +623,14 @@ fn scope_cage(
     let moved_by_systemd = manager.user;
 
     if policy.bot_memory_max.is_some() || policy.bot_pids_max.is_some() {
-        crate::say!(
-            "claude-cage warning: [bot] limits are not applied with the systemd backend: give the slice {} MemoryMax= and TasksMax= instead",
+        crate::warning!(
+            "[bot] limits are not applied with the systemd backend: give the slice {} MemoryMax= and TasksMax= instead",
             policy.slice
         );
     }
     if policy.cgroupns && !h.nsdelegate {
-        crate::say!(
-            "claude-cage warning: [cage] cgroupns hides the cgroup tree from the child but does not hold it in: {} is mounted without nsdelegate, so the kernel lets a privileged child move out of its namespace",
+        crate::warning!(
+            "[cage] cgroupns hides the cgroup tree from the child but does not hold it in: {} is mounted without nsdelegate, so the kernel lets a privileged child move out of its namespace",
             h.mount.display()
         );
     }
@@ -704,7 +690,7 @@ fn scope_cage(
         let mut cage = Cage {
             id,
             unit: Some(scope),
-            main: dir.join("main"),
+            main: dir.join(cgroup::fs::MAIN),
             bot_dir: dir.parent().map(Path::to_path_buf).unwrap_or_default(),
             dir,
             applied: Default::default(),
@@ -779,8 +765,8 @@ fn scope_cage(
                 {
                     a.oom_group = Some(policy.oom_group);
                 } else if policy.oom_group {
-                    crate::say!(
-                        "claude-cage warning: memory.oom-group is not applied: {} is not writable here",
+                    crate::warning!(
+                        "memory.oom-group is not applied: {} is not writable here",
                         group.join(cgroup::fs::MEMORY_OOM_GROUP).display()
                     );
                 }
@@ -910,9 +896,7 @@ fn watch_starter(pid: Pid, mode: ParentDeath) -> Result<Option<Starter>, RunErro
         Ok(pidfd) => Ok(Some(Starter { pid, pidfd })),
         // Kernels before 5.3 have no pidfd_open: parent-death cannot be watched there.
         Err(e) => {
-            crate::say!(
-                "claude-cage warning: parent-death is not enforced: pidfd_open failed: {e}"
-            );
+            crate::warning!("parent-death is not enforced: pidfd_open failed: {e}");
             Ok(None)
         }
     }

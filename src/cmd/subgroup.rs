@@ -13,13 +13,13 @@ use crate::policy;
 /// The command; returns only on failure.
 pub fn subgroup(name: &str, command: &[OsString]) -> i32 {
     if let Err(e) = policy::check_name(name) {
-        crate::say!("claude-cage: --name: {e}");
+        crate::error!("--name: {e}");
         return crate::exit::FAILURE;
     }
     let h = match Hierarchy::discover() {
         Ok(h) => h,
         Err(e) => {
-            crate::say!("claude-cage: {e}");
+            crate::error!("{e}");
             return crate::exit::FAILURE;
         }
     };
@@ -29,26 +29,20 @@ pub fn subgroup(name: &str, command: &[OsString]) -> i32 {
         let target = own.join(name);
         if let Err(e) = std::fs::create_dir(&target) {
             if e.kind() != std::io::ErrorKind::AlreadyExists {
-                crate::say!(
-                    "claude-cage: failed to create cgroup {}: {e}",
-                    target.display()
-                );
+                crate::error!("failed to create cgroup {}: {e}", target.display());
                 return crate::exit::FAILURE;
             }
         }
         // Writing "0" moves the writing process (cgroup-v2.rst, cgroup.procs).
         if let Err(e) = fs::write(&target, fs::PROCS, "0") {
-            crate::say!("claude-cage: {}", crate::cmd::run::error_chain(&e));
+            crate::error!("{}", crate::error::error_chain(&e));
             return crate::exit::FAILURE;
         }
     }
     let err = std::process::Command::new(&command[0])
         .args(&command[1..])
         .exec();
-    crate::say!(
-        "claude-cage: failed to execute {}: {err}",
-        command[0].to_string_lossy()
-    );
+    crate::error!("failed to execute {}: {err}", command[0].to_string_lossy());
     if err.kind() == std::io::ErrorKind::NotFound {
         crate::exit::NOT_FOUND
     } else {
