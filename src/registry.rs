@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use nix::unistd::Pid;
 
+use crate::cgroup::id::{cage_pid, scope_cage_id, split_id};
 use crate::cgroup::{Hierarchy, fs};
 use crate::state::{self, Record};
 
@@ -71,33 +72,6 @@ pub struct Survey {
 /// How deep to look for cages below the cgroup2 mount (a bot under a delegated service is at
 /// depth 3 or 4 on systemd hosts).
 const MAX_DEPTH: usize = 12;
-
-/// The pid in a cage id `<bot>-<pid>-<n>`, if `id` is one for `bot`.
-pub fn cage_pid(bot: &str, id: &str) -> Option<i32> {
-    let rest = id.strip_prefix(bot)?.strip_prefix('-')?;
-    let (pid, n) = rest.split_once('-')?;
-    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    pid.parse().ok().filter(|p: &i32| *p > 0)
-}
-
-/// The cage id in a systemd scope's name, `claude-cage-<id>.scope`.
-pub fn scope_cage_id(name: &str) -> Option<&str> {
-    name.strip_prefix("claude-cage-")?.strip_suffix(".scope")
-}
-
-/// Splits a cage id `<bot>-<pid>-<n>` into the bot and the pid.
-pub fn split_id(id: &str) -> Option<(&str, i32)> {
-    let mut parts = id.rsplitn(3, '-');
-    let n = parts.next()?;
-    let pid = parts.next()?;
-    let bot = parts.next()?;
-    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || bot.is_empty() {
-        return None;
-    }
-    pid.parse().ok().filter(|p: &i32| *p > 0).map(|p| (bot, p))
-}
 
 /// Walks the cgroup tree for cages and joins them with the state files.
 pub fn survey(h: &Hierarchy) -> Survey {
@@ -260,26 +234,4 @@ fn created_at(dir: &Path) -> Option<SystemTime> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(dir).ok()?;
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(m.ctime().max(0) as u64))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cage_ids() {
-        assert_eq!(cage_pid("bot", "bot-42-1"), Some(42));
-        assert_eq!(cage_pid("my-bot", "my-bot-42-12"), Some(42));
-        assert_eq!(cage_pid("bot", "bot-42"), None);
-        assert_eq!(cage_pid("bot", "bot-x-1"), None);
-        assert_eq!(cage_pid("bot", "other-42-1"), None);
-        assert_eq!(cage_pid("bot", "bot-42-1x"), None);
-        assert_eq!(cage_pid("bot", "main"), None);
-        assert_eq!(split_id("my-bot-42-1"), Some(("my-bot", 42)));
-        assert_eq!(split_id("bot-x-1"), None);
-        assert_eq!(
-            scope_cage_id("claude-cage-my-bot-42-1.scope"),
-            Some("my-bot-42-1")
-        );
-    }
 }

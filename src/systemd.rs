@@ -44,11 +44,6 @@ pub fn booted() -> bool {
     std::path::Path::new("/run/systemd/system").is_dir()
 }
 
-/// The unit name of a cage's scope.
-pub fn scope_name(cage_id: &str) -> String {
-    format!("claude-cage-{cage_id}.scope")
-}
-
 /// A connection to the service manager.
 #[derive(Clone)]
 pub struct Manager {
@@ -267,13 +262,5 @@ mod tests {
         assert_eq!(slice_path("bots.slice"), "/bots.slice");
         assert_eq!(slice_path("-.slice"), "");
         assert_eq!(slice_path("a-b-c.slice"), "/a.slice/a-b.slice/a-b-c.slice");
-    }
-
-    #[test]
-    fn scope_names() {
-        assert_eq!(scope_name("bot-12-1"), "claude-cage-bot-12-1.scope");
-        let id = crate::registry::scope_cage_id("claude-cage-bot-12-1.scope");
-        assert_eq!(id, Some("bot-12-1"));
-        assert_eq!(crate::registry::scope_cage_id("session-1.scope"), None);
     }
 }

@@ -240,7 +240,7 @@ impl Cage {
                 }
                 return Err(e);
             }
-            let id = format!("{name}-{pid}-{serial}");
+            let id = super::id::cage_id(name, pid, serial);
             let dir = bot_dir.join(&id);
             match std::fs::create_dir(&dir) {
                 Ok(()) => {}
@@ -356,7 +356,7 @@ impl Cage {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         // A systemd scope: its own directory is systemd's (see `remove`).
-        let (id, unit) = match crate::registry::scope_cage_id(&dir_name) {
+        let (id, unit) = match super::id::scope_cage_id(&dir_name) {
             Some(id) => (id.to_owned(), Some(dir_name.clone())),
             None => (dir_name, None),
         };

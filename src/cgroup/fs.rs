@@ -111,8 +111,8 @@ pub fn words(text: &str) -> Vec<String> {
 /// that name is the child's.
 pub fn member_dirs(dir: &Path) -> Vec<PathBuf> {
     let hold = dir
-        .extension()
-        .is_some_and(|e| e == "scope")
+        .file_name()
+        .is_some_and(super::id::is_scope)
         .then(|| dir.join(HOLD));
     std::iter::once(dir.to_path_buf())
         .chain(

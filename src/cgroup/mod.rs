@@ -3,6 +3,7 @@
 
 mod cage;
 pub mod fs;
+pub mod id;
 mod mount;
 
 use std::io;

@@ -195,7 +195,9 @@ fn ask_supervisor(f: &Found) -> Result<Option<(Pid, std::os::fd::OwnedFd)>, Stri
     // setting up (no state file yet), the live process whose pid the cage id carries.
     let supervisor = match (&f.record, f.state) {
         (Some(r), _) if state::supervisor_alive(r) => Some(Pid::from_raw(r.supervisor_pid)),
-        (None, CageState::Starting) => registry::split_id(&f.id).map(|(_, pid)| Pid::from_raw(pid)),
+        (None, CageState::Starting) => {
+            crate::cgroup::id::split_id(&f.id).map(|(_, pid)| Pid::from_raw(pid))
+        }
         _ => None,
     };
     if let Some(pid) = supervisor {

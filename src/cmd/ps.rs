@@ -49,7 +49,7 @@ pub fn row(f: &Found, now_ms: u64) -> Row {
         .ok()
         .flatten()
         .unwrap_or_default();
-    let held = (f.dir.extension().is_some_and(|e| e == "scope"))
+    let held = (f.dir.file_name().is_some_and(crate::cgroup::id::is_scope))
         .then(|| opt_number(&f.dir.join(fs::HOLD), fs::PIDS_CURRENT))
         .flatten();
     let pid = f.record.as_ref().map(|r| r.child_pid).or_else(|| {

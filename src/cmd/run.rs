@@ -616,8 +616,8 @@ fn scope_cage(
     original_mask: SigSet,
     mut credentials: Option<sys::Credentials>,
 ) -> Result<(Cage, spawn::Pending), RunError> {
+    use crate::cgroup::id::scope_name;
     use crate::policy::Controller;
-    use crate::systemd::scope_name;
 
     // The system manager serves root; a user's serves the user (`Manager::connect`).
     let moved_by_systemd = manager.user;
@@ -658,7 +658,7 @@ fn scope_cage(
     );
     let pid = std::process::id();
     for serial in 1..=16 {
-        let id = format!("{name}-{pid}-{serial}");
+        let id = cgroup::id::cage_id(name, pid, serial);
         let scope = scope_name(&id);
         let dir = h.dir(&manager.scope_cgroup(&policy.slice, &scope)?);
         if dir.exists() {
