@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use nix::unistd::Pid;
 
 use crate::cgroup::id::{cage_pid, scope_cage_id, split_id};
-use crate::cgroup::{Hierarchy, fs};
+use crate::cgroup::{Cage, CgroupError, Hierarchy, fs};
 use crate::state::{self, Record};
 
 /// What a cage is doing, as far as claude-cage can tell.
@@ -178,6 +178,17 @@ pub fn survey_bot(bot_dir: &Path) -> Vec<Found> {
         });
     }
     out
+}
+
+/// Disposes of a cage whose supervisor is gone: kills it, waits up to `timeout` for it to empty,
+/// removes its cgroups and then its state file; returns how many processes were in it. The
+/// state file stays when the cage could not be removed, so that `reap` finds it again.
+pub fn dispose(found: &Found, timeout: Duration) -> Result<usize, CgroupError> {
+    let n = Cage::at(found.dir.clone()).kill_and_remove(timeout)?;
+    if let Some(p) = &found.state_path {
+        let _ = std::fs::remove_file(p);
+    }
+    Ok(n)
 }
 
 fn classify(bot: &str, id: &str, dir: &Path, record: Option<&Record>) -> CageState {

@@ -387,13 +387,7 @@ fn watch_counters(cage: &Cage) -> Option<Watch> {
 /// Counters never go backwards here: a cage whose directory is already gone (a systemd scope
 /// stopped once empty) reads as zero, and what was seen before stands.
 fn report_counters(cage: &Cage, w: &mut Watch, alerts: &mut Alerts, log: &mut EventLog) {
-    let read = cage.counters();
-    let now = Counters {
-        high: read.high.max(w.seen.high),
-        oom: read.oom.max(w.seen.oom),
-        oom_kill: read.oom_kill.max(w.seen.oom_kill),
-        pids_max: read.pids_max.max(w.seen.pids_max),
-    };
+    let now = cage.counters().merge(w.seen);
     w.peak = cage.memory_peak().max(w.peak);
     if now.high > w.seen.high && w.seen.high == 0 {
         log.emit(&Event::MemoryHigh { count: now.high });

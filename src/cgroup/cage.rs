@@ -192,6 +192,19 @@ pub struct Counters {
     pub pids_max: u64,
 }
 
+impl Counters {
+    /// The larger of each counter: counters only grow, and a cage whose directory is already
+    /// gone (a systemd scope stopped once empty) reads as zero, so what was seen before stands.
+    pub fn merge(self, other: Counters) -> Counters {
+        Counters {
+            high: self.high.max(other.high),
+            oom: self.oom.max(other.oom),
+            oom_kill: self.oom_kill.max(other.oom_kill),
+            pids_max: self.pids_max.max(other.pids_max),
+        }
+    }
+}
+
 /// A created cage: `<parent>/<bot>/<id>` with the child's leaf `main`.
 #[derive(Debug)]
 pub struct Cage {
@@ -508,17 +521,7 @@ impl Cage {
                 ) =>
             {
                 for _ in 0..100 {
-                    let mut any = false;
-                    for d in std::iter::once(self.dir.clone()).chain(fs::descendants(&self.dir)) {
-                        for pid in fs::pids(&fs::read(&d, PROCS).unwrap_or_default()) {
-                            any = true;
-                            let _ = nix::sys::signal::kill(
-                                nix::unistd::Pid::from_raw(pid),
-                                nix::sys::signal::Signal::SIGKILL,
-                            );
-                        }
-                    }
-                    if !any {
+                    if self.signal_each(nix::sys::signal::Signal::SIGKILL, true).0 == 0 {
                         break;
                     }
                 }
@@ -526,6 +529,29 @@ impl Cage {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Sends `sig` to every process listed in the cage and the cgroups below it; returns how
+    /// many were listed and how many of those the signal reached. With `with_holder` false, a
+    /// scope's holder (`fs::HOLD`) is spared: it is claude-cage's, not the cage's.
+    pub fn signal_each(&self, sig: nix::sys::signal::Signal, with_holder: bool) -> (usize, usize) {
+        let dirs = if with_holder {
+            std::iter::once(self.dir.clone())
+                .chain(fs::descendants(&self.dir))
+                .collect()
+        } else {
+            fs::member_dirs(&self.dir)
+        };
+        let (mut listed, mut reached) = (0, 0);
+        for d in dirs {
+            for pid in fs::pids(&fs::read(&d, PROCS).unwrap_or_default()) {
+                listed += 1;
+                if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).is_ok() {
+                    reached += 1;
+                }
+            }
+        }
+        (listed, reached)
     }
 
     /// Waits until the cage is empty, woken by poll(2) on `cgroup.events` itself: kernfs

@@ -7,10 +7,10 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use crate::cgroup::{Cage, fs};
+use crate::cgroup::Cage;
 use crate::registry::{self, CageState, Found};
 use crate::state;
 use crate::sys;
@@ -106,14 +106,7 @@ pub fn kill_cmd(target: Target, signal: Option<Signal>) -> i32 {
 
 /// Sends `sig` to every process in the cage, nested cgroups included.
 fn signal_all(f: &Found, sig: Signal) -> Result<String, String> {
-    let mut n = 0;
-    for d in fs::member_dirs(&f.dir) {
-        for pid in fs::pids(&fs::read(&d, fs::PROCS).unwrap_or_default()) {
-            if kill(Pid::from_raw(pid), sig).is_ok() {
-                n += 1;
-            }
-        }
-    }
+    let (_, n) = Cage::at(f.dir.clone()).signal_each(sig, false);
     Ok(format!(
         "sent {sig} to {} in cage {}",
         crate::units::count(n, "process"),
@@ -226,13 +219,8 @@ fn ask_supervisor(f: &Found) -> Result<Option<(Pid, std::os::fd::OwnedFd)>, Stri
 
 /// Kills and removes a cage whose supervisor is gone.
 fn kill_orphan(f: &Found) -> Result<String, String> {
-    let cage = Cage::at(f.dir.clone());
-    let n = cage
-        .kill_and_remove(WAIT)
+    let n = registry::dispose(f, WAIT)
         .map_err(|e| format!("failed to kill {}: {}", f.id, crate::error::error_chain(&e)))?;
-    if let Some(p) = &f.state_path {
-        let _ = std::fs::remove_file(p);
-    }
     Ok(format!(
         "killed orphaned cage {} ({}) and removed it",
         f.id,

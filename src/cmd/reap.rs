@@ -12,25 +12,21 @@ const EMPTY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Kills and removes one orphaned cage and its state file; returns the line to print.
 pub fn reap_one(found: &Found, dry_run: bool) -> Result<String, String> {
-    let cage = Cage::at(found.dir.clone());
     if dry_run {
         return Ok(format!(
             "would reap orphaned cage {} ({}) in {}",
             found.id,
-            crate::units::count(cage.process_count(), "process"),
+            crate::units::count(Cage::at(found.dir.clone()).process_count(), "process"),
             found.dir.display()
         ));
     }
-    let n = cage.kill_and_remove(EMPTY_TIMEOUT).map_err(|e| {
+    let n = registry::dispose(found, EMPTY_TIMEOUT).map_err(|e| {
         format!(
             "failed to reap {}: {}",
             found.id,
             crate::error::error_chain(&e)
         )
     })?;
-    if let Some(p) = &found.state_path {
-        let _ = std::fs::remove_file(p);
-    }
     Ok(format!(
         "reaped orphaned cage {}: killed {}, removed {}",
         found.id,

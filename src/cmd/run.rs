@@ -367,14 +367,7 @@ fn prepare_and_run(inv: Invocation, original_mask: SigSet) -> Result<i32, RunErr
     // End: kill whatever is left, wait until the cage is empty, read the final figures, remove.
     // Counters only grow: the larger of what supervision saw and what the cage says now (a
     // systemd scope may already be gone, and then reads as zero).
-    let now = cage.counters();
-    let seen = outcome.counters;
-    let counters = Counters {
-        high: now.high.max(seen.high),
-        oom: now.oom.max(seen.oom),
-        oom_kill: now.oom_kill.max(seen.oom_kill),
-        pids_max: now.pids_max.max(seen.pids_max),
-    };
+    let counters = cage.counters().merge(outcome.counters);
     let bot_oom = cage.bot_oom();
     let cleanup = teardown_with(&cage, &owner, || {
         let mut ignored = None;
