@@ -1,5 +1,5 @@
-//! One cage: choosing its parent, creating `<parent>/<bot>/<cage-id>/main` with the policy's
-//! limits, reading its counters, and killing and removing it bottom-up.
+//! One cage: creating `<parent>/<bot>/<cage-id>/main` with the policy's limits (written by
+//! `limits`), reading its counters, and killing and removing it bottom-up.
 //!
 //! Kernel rules that shape this file (Documentation/admin-guide/cgroup-v2.rst):
 //! - "No internal process constraint": a non-root cgroup that holds processes cannot enable
@@ -9,175 +9,14 @@
 //!   `cgroup.subtree_control`.
 //! - `cgroup.kill` (since 5.14) kills the whole subtree and handles processes forking meanwhile.
 
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::unistd::{AccessFlags, Uid, access};
-
 use super::fs::{self, *};
-use super::{CgroupError, Hierarchy};
-use crate::policy::{Controller, Parent, Policy};
-use crate::units::Limit;
-
-/// Where cages go, and which controllers they get.
-#[derive(Debug, Clone)]
-pub struct Placement {
-    pub hierarchy: Hierarchy,
-    /// The chosen parent directory; the bot's cgroup is created in it.
-    pub parent: PathBuf,
-    /// Controllers that will be enabled for the cages.
-    pub controllers: Vec<Controller>,
-    /// Limits of the policy that cannot be applied, with the reason (best effort).
-    pub warnings: Vec<String>,
-}
-
-/// Picks the parent directory for `parent`.
-///
-/// `auto`: the root when claude-cage runs in the root of the hierarchy (or of its cgroup
-/// namespace); the parent of its own cgroup when that parent was delegated to it (systemd's
-/// `Delegate=` with `DelegateSubgroup=`, marked by the `trusted.delegate` or `user.delegate`
-/// extended attribute, or, for an unprivileged user, owned by that user); otherwise an error
-/// that explains how to delegate.
-pub fn choose_parent(h: &Hierarchy, parent: &Parent) -> Result<PathBuf, CgroupError> {
-    match parent {
-        Parent::Path(p) => {
-            let dir = h.dir(p);
-            if !dir.join(PROCS).exists() {
-                return Err(CgroupError::Placement(format!(
-                    "the parent cgroup {p} does not exist ({}): create it and enable the controllers \
-                     for its children, or use parent = \"auto\"",
-                    dir.display()
-                )));
-            }
-            Ok(dir)
-        }
-        Parent::Auto => {
-            if h.own == "/" {
-                return Ok(h.mount.clone());
-            }
-            let own_dir = h.dir(&h.own);
-            let parent_dir = own_dir
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| h.mount.clone());
-            if is_delegated(&parent_dir) {
-                return Ok(parent_dir);
-            }
-            Err(CgroupError::Placement(format!(
-                "cannot place cages automatically: claude-cage runs in cgroup {own}, and its parent {parent} \
-                 is not delegated to it. Run the bot in a systemd service with Delegate=yes and \
-                 DelegateSubgroup=supervisor (systemd 254 or later; before 254, start the bot with \
-                 ExecStart=claude-cage subgroup -- BOT-COMMAND), or as a user inside a delegated unit \
-                 (systemd-run --user --scope -p Delegate=yes ...), or set [cage] parent / --parent to a \
-                 cgroup you own whose parent enables the controllers",
-                own = h.own,
-                parent = h.relative(&parent_dir),
-            )))
-        }
-    }
-}
-
-/// Whether `dir` was delegated to us: marked so by systemd, or (for a non-root user) writable,
-/// which only a delegation makes it.
-fn is_delegated(dir: &Path) -> bool {
-    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
-    };
-    for name in [c"trusted.delegate", c"user.delegate"] {
-        if crate::sys::getxattr(&c, name).is_some_and(|v| v == b"1") {
-            return true;
-        }
-    }
-    !Uid::effective().is_root()
-        && [PROCS, SUBTREE_CONTROL]
-            .iter()
-            .all(|f| access(&dir.join(f), AccessFlags::W_OK).is_ok())
-        && access(dir, AccessFlags::W_OK).is_ok()
-}
-
-/// Works out which controllers the cages get and which limits cannot be applied. A required
-/// controller that is missing is an error; any other missing controller whose limits the policy
-/// sets becomes a warning.
-pub fn plan(h: Hierarchy, parent: PathBuf, policy: &Policy) -> Result<Placement, CgroupError> {
-    let available = fs::words(&fs::read(&parent, CONTROLLERS)?);
-    let mut controllers = Vec::new();
-    let mut warnings = Vec::new();
-    for c in Controller::ALL {
-        let limited = match c {
-            Controller::Memory => {
-                policy.memory_high.is_some()
-                    || policy.memory_max.is_some()
-                    || policy.swap_max.is_some()
-                    || policy.bot_memory_max.is_some()
-            }
-            Controller::Pids => policy.pids_max.is_some() || policy.bot_pids_max.is_some(),
-            Controller::Cpu => policy.cpu_max.is_some() || policy.cpu_weight.is_some(),
-        };
-        let required = policy.require.contains(&c);
-        // Every controller is enabled whenever it exists: memory and pids because their events
-        // explain a death, cpu because with it the kernel schedules the whole cage as one
-        // group, so a fork storm of a thousand tasks cannot starve the supervisor that must
-        // kill it (without it, each task competes with the supervisor on its own).
-        if available.iter().any(|a| a == c.name()) {
-            controllers.push(c);
-            continue;
-        }
-        let why = unavailable_reason(&h, &parent, c);
-        if required {
-            return Err(CgroupError::Unavailable {
-                controller: c.name(),
-                why,
-            });
-        }
-        if limited {
-            warnings.push(format!("{c} limits are not applied: {why}"));
-        }
-    }
-    Ok(Placement {
-        hierarchy: h,
-        parent,
-        controllers,
-        warnings,
-    })
-}
-
-fn unavailable_reason(h: &Hierarchy, parent: &Path, c: Controller) -> String {
-    let rel = h.relative(parent);
-    if h.is_v1(c.name()) {
-        format!(
-            "the {c} controller is bound to a cgroup v1 hierarchy on this host (a hybrid v1/v2 set-up); boot with systemd.unified_cgroup_hierarchy=1 to move it to cgroup v2"
-        )
-    } else if *parent == h.mount {
-        format!(
-            "the kernel offers no {c} controller in the cgroup v2 hierarchy at {}",
-            h.mount.display()
-        )
-    } else {
-        format!(
-            "the {c} controller is not delegated to {rel} (it is missing from {rel}/cgroup.controllers); \
-             with systemd, add {} to the unit's Delegate= setting",
-            c.name()
-        )
-    }
-}
-
-/// The limits actually written, for the `start` event.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Applied {
-    pub memory_high: Option<Limit>,
-    pub memory_max: Option<Limit>,
-    pub swap_max: Option<Limit>,
-    pub oom_group: Option<bool>,
-    pub pids_max: Option<Limit>,
-    pub cpu_max: Option<String>,
-    pub cpu_weight: Option<u32>,
-    pub bot_memory_max: Option<Limit>,
-    pub bot_pids_max: Option<Limit>,
-}
+use super::limits::{self, Applied, enable, setup_bot};
+use super::{CgroupError, Placement};
+use crate::policy::{Controller, Policy};
 
 /// Counters the kernel keeps for a cage.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -297,51 +136,11 @@ impl Cage {
     }
 
     fn setup(&mut self, place: &Placement, policy: &Policy) -> Result<(), CgroupError> {
-        let has = |c| place.controllers.contains(&c);
-        let a = &mut self.applied;
-        if has(Controller::Memory) {
-            if let Some(v) = policy.memory_max {
-                write(&self.dir, MEMORY_MAX, &v.to_cgroup_value())?;
-                a.memory_max = Some(v);
-            }
-            if let Some(v) = policy.memory_high {
-                write(&self.dir, MEMORY_HIGH, &v.to_cgroup_value())?;
-                a.memory_high = Some(v);
-            }
-            if let Some(v) = policy.swap_max {
-                if self.dir.join(MEMORY_SWAP_MAX).exists() {
-                    write(&self.dir, MEMORY_SWAP_MAX, &v.to_cgroup_value())?;
-                    a.swap_max = Some(v);
-                }
-            }
-            write(
-                &self.dir,
-                MEMORY_OOM_GROUP,
-                if policy.oom_group { "1" } else { "0" },
-            )?;
-            a.oom_group = Some(policy.oom_group);
-        }
-        if has(Controller::Pids) {
-            if let Some(v) = policy.pids_max {
-                write(&self.dir, PIDS_MAX, &v.to_cgroup_value())?;
-                a.pids_max = Some(v);
-            }
-        }
-        if has(Controller::Cpu) {
-            if let Some(v) = policy.cpu_max {
-                write(&self.dir, CPU_MAX, &v.to_cgroup_value())?;
-                a.cpu_max = Some(v.to_cgroup_value());
-            }
-            if let Some(v) = policy.cpu_weight {
-                write(&self.dir, CPU_WEIGHT, &v.to_string())?;
-                a.cpu_weight = Some(v);
-            }
-        }
-        if has(Controller::Memory) {
-            a.bot_memory_max = policy.bot_memory_max;
-        }
-        if has(Controller::Pids) {
-            a.bot_pids_max = policy.bot_pids_max;
+        self.applied = limits::for_cage(policy, &place.controllers);
+        limits::write_cage(&self.dir, &mut self.applied)?;
+        if place.controllers.contains(&Controller::Memory) {
+            limits::write_oom_group(&self.dir, policy.oom_group)?;
+            self.applied.oom_group = Some(policy.oom_group);
         }
         // The cage enables its controllers for its own children, so that a cgroup the child
         // creates beside `main` (Claude Code does) can be limited too; it is inside the cage's
@@ -582,99 +381,6 @@ impl Cage {
     }
 }
 
-/// How long `wait_unpopulated` trusts the kernel's notification before it reads again.
-const REREAD: Duration = Duration::from_millis(2);
-
-/// Waits until the cgroup `dir` and its descendants hold no process (`Cage::wait_empty`).
-pub fn wait_unpopulated(dir: &Path, timeout: Duration) -> Result<bool, CgroupError> {
-    use std::os::unix::fs::FileExt;
-    let events = dir.join(EVENTS);
-    let file = match std::fs::File::open(&events) {
-        Ok(f) => f,
-        // The cgroup is gone already (a scope systemd stopped once it was empty).
-        Err(e) if fs::gone(&e) => return Ok(true),
-        Err(source) => {
-            return Err(CgroupError::Read {
-                path: events,
-                source,
-            });
-        }
-    };
-    let deadline = Instant::now() + timeout;
-    let mut buf = [0u8; 256];
-    loop {
-        // Reading through the polled descriptor re-arms it: a change after this read wakes
-        // the poll below, so none is missed.
-        let n = match file.read_at(&mut buf, 0) {
-            Ok(n) => n,
-            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => return Ok(true),
-            Err(source) => {
-                return Err(CgroupError::Read {
-                    path: events,
-                    source,
-                });
-            }
-        };
-        let text = String::from_utf8_lossy(&buf[..n]);
-        if fs::keyed(&text, "populated").unwrap_or(0) == 0 {
-            return Ok(true);
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(false);
-        }
-        let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLPRI)];
-        // The kernel sends at most one notification of a cgroup file per
-        // CGROUP_FILE_NOTIFY_MIN_INTV (10 ms, rounded up to whole jiffies: 12 ms at HZ 250) and
-        // defers the next one by a timer (kernel/cgroup/cgroup.c, cgroup_file_notify): the end
-        // of a cage that was populated a moment ago would be seen that much late. So the file
-        // is read again after at most REREAD, notified or not.
-        let ms = PollTimeout::try_from(left.min(REREAD).as_millis() as i32 + 1)
-            .unwrap_or(PollTimeout::MAX);
-        match poll(&mut fds, ms) {
-            Ok(_) | Err(nix::Error::EINTR) => {}
-            Err(source) => {
-                return Err(CgroupError::Watch {
-                    path: events,
-                    source,
-                });
-            }
-        }
-    }
-}
-
-use std::os::fd::AsFd;
-
-/// The extended attribute that marks a cgroup as a claude-cage cage: `reap` and `kill` only
-/// ever touch a cage without a state file if it carries it. `trusted.` needs root; an
-/// unprivileged user's cages carry `user.` (cgroupfs has user xattrs since Linux 5.7).
-pub const MARK_ROOT: &std::ffi::CStr = c"trusted.claude-cage";
-pub const MARK_USER: &std::ffi::CStr = c"user.claude-cage";
-
-/// Marks `dir` as a cage; a kernel that cannot store the mark only loses the orphan clean-up
-/// of cages without a state file.
-pub fn mark(dir: &Path) {
-    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
-        return;
-    };
-    let name = if Uid::effective().is_root() {
-        MARK_ROOT
-    } else {
-        MARK_USER
-    };
-    let _ = crate::sys::setxattr(&c, name, b"1");
-}
-
-/// Whether `dir` carries the cage mark.
-pub fn is_marked(dir: &Path) -> bool {
-    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
-    };
-    [MARK_ROOT, MARK_USER]
-        .iter()
-        .any(|n| crate::sys::getxattr(&c, n).is_some_and(|v| v == b"1"))
-}
-
 /// Removes the bot's cgroup when no cage is left in it. A cage being created concurrently
 /// makes rmdir fail (EBUSY) or recreates the bot cgroup afterwards; both are fine.
 pub fn remove_bot_if_empty(bot_dir: &Path) {
@@ -690,7 +396,7 @@ pub fn remove_bot_if_empty(bot_dir: &Path) {
 }
 
 /// Whether an error says the cgroup is gone or going (ENOENT, ENODEV).
-fn vanished(e: &CgroupError) -> bool {
+pub(super) fn vanished(e: &CgroupError) -> bool {
     let source = match e {
         CgroupError::Read { source, .. }
         | CgroupError::Write { source, .. }
@@ -710,64 +416,6 @@ fn mkdir(dir: &Path) -> Result<bool, CgroupError> {
             source,
         }),
     }
-}
-
-/// Writes the bot's aggregate limits (resetting to "max" what the policy leaves unset, so the
-/// policy is the whole truth) and enables the controllers for its cages.
-fn setup_bot(bot_dir: &Path, place: &Placement, policy: &Policy) -> Result<(), CgroupError> {
-    let has = |c| place.controllers.contains(&c);
-    if has(Controller::Memory) {
-        write(
-            bot_dir,
-            MEMORY_MAX,
-            &policy
-                .bot_memory_max
-                .unwrap_or(Limit::Max)
-                .to_cgroup_value(),
-        )?;
-    }
-    if has(Controller::Pids) {
-        write(
-            bot_dir,
-            PIDS_MAX,
-            &policy.bot_pids_max.unwrap_or(Limit::Max).to_cgroup_value(),
-        )?;
-    }
-    enable(bot_dir, &place.controllers)
-}
-
-/// Enables `controllers` for the children of `dir`, one at a time so that an error names the
-/// controller. Already enabled ones are left alone (no write at all when nothing is missing).
-fn enable(dir: &Path, controllers: &[Controller]) -> Result<(), CgroupError> {
-    let enabled = fs::words(&fs::read(dir, SUBTREE_CONTROL)?);
-    for c in controllers {
-        if enabled.iter().any(|e| e == c.name()) {
-            continue;
-        }
-        if let Err(e) = write(dir, SUBTREE_CONTROL, &format!("+{}", c.name())) {
-            if vanished(&e) {
-                return Err(e);
-            }
-            let why = match &e {
-                CgroupError::Write { source, .. } if source.raw_os_error() == Some(libc::EBUSY) => {
-                    format!(
-                        "{} holds processes, and the kernel's no-internal-process rule forbids enabling \
-                     controllers for the children of a non-root cgroup that does; move those processes \
-                     into a child cgroup (systemd: DelegateSubgroup=) or choose another parent",
-                        dir.display()
-                    )
-                }
-                CgroupError::Write { source, .. } => source.to_string(),
-                other => other.to_string(),
-            };
-            return Err(CgroupError::Enable {
-                path: dir.to_path_buf(),
-                controller: c.name(),
-                why,
-            });
-        }
-    }
-    Ok(())
 }
 
 /// rmdir with a bounded retry: right after a kill the kernel may still report EBUSY for a few

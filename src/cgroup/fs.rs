@@ -6,6 +6,14 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use std::ffi::CString;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::unistd::Uid;
+
 use super::CgroupError;
 
 /// The cgroup inside a cage that the child runs in: limits are on the cage, so a cgroup the
@@ -139,6 +147,97 @@ pub fn descendants(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// How long `wait_unpopulated` trusts the kernel's notification before it reads again.
+const REREAD: Duration = Duration::from_millis(2);
+
+/// Waits until the cgroup `dir` and its descendants hold no process (`Cage::wait_empty`).
+pub fn wait_unpopulated(dir: &Path, timeout: Duration) -> Result<bool, CgroupError> {
+    use std::os::unix::fs::FileExt;
+    let events = dir.join(EVENTS);
+    let file = match std::fs::File::open(&events) {
+        Ok(f) => f,
+        // The cgroup is gone already (a scope systemd stopped once it was empty).
+        Err(e) if gone(&e) => return Ok(true),
+        Err(source) => {
+            return Err(CgroupError::Read {
+                path: events,
+                source,
+            });
+        }
+    };
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 256];
+    loop {
+        // Reading through the polled descriptor re-arms it: a change after this read wakes
+        // the poll below, so none is missed.
+        let n = match file.read_at(&mut buf, 0) {
+            Ok(n) => n,
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => return Ok(true),
+            Err(source) => {
+                return Err(CgroupError::Read {
+                    path: events,
+                    source,
+                });
+            }
+        };
+        let text = String::from_utf8_lossy(&buf[..n]);
+        if keyed(&text, "populated").unwrap_or(0) == 0 {
+            return Ok(true);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLPRI)];
+        // The kernel sends at most one notification of a cgroup file per
+        // CGROUP_FILE_NOTIFY_MIN_INTV (10 ms, rounded up to whole jiffies: 12 ms at HZ 250) and
+        // defers the next one by a timer (kernel/cgroup/cgroup.c, cgroup_file_notify): the end
+        // of a cage that was populated a moment ago would be seen that much late. So the file
+        // is read again after at most REREAD, notified or not.
+        let ms = PollTimeout::try_from(left.min(REREAD).as_millis() as i32 + 1)
+            .unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, ms) {
+            Ok(_) | Err(nix::Error::EINTR) => {}
+            Err(source) => {
+                return Err(CgroupError::Watch {
+                    path: events,
+                    source,
+                });
+            }
+        }
+    }
+}
+
+/// The extended attribute that marks a cgroup as a claude-cage cage: `reap` and `kill` only
+/// ever touch a cage without a state file if it carries it. `trusted.` needs root; an
+/// unprivileged user's cages carry `user.` (cgroupfs has user xattrs since Linux 5.7).
+pub const MARK_ROOT: &std::ffi::CStr = c"trusted.claude-cage";
+pub const MARK_USER: &std::ffi::CStr = c"user.claude-cage";
+
+/// Marks `dir` as a cage; a kernel that cannot store the mark only loses the orphan clean-up
+/// of cages without a state file.
+pub fn mark(dir: &Path) {
+    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
+        return;
+    };
+    let name = if Uid::effective().is_root() {
+        MARK_ROOT
+    } else {
+        MARK_USER
+    };
+    let _ = crate::sys::setxattr(&c, name, b"1");
+}
+
+/// Whether `dir` carries the cage mark.
+pub fn is_marked(dir: &Path) -> bool {
+    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    [MARK_ROOT, MARK_USER]
+        .iter()
+        .any(|n| crate::sys::getxattr(&c, n).is_some_and(|v| v == b"1"))
 }
 
 #[cfg(test)]

@@ -1,18 +1,22 @@
-//! Everything that touches cgroupfs: finding the hierarchy, choosing where cages go, creating a
-//! cage with its limits, and killing and removing it.
+//! Everything that touches cgroupfs: finding the hierarchy (`mount`), choosing where cages go
+//! (`placement`), the limits (`limits`), creating, killing and removing a cage (`cage`), cage
+//! ids and scope names (`id`), and every cgroup file name (`fs`).
 
 mod cage;
 pub mod fs;
 pub mod id;
+pub mod limits;
 mod mount;
+mod placement;
 
 use std::io;
 use std::path::PathBuf;
 
-pub use cage::{
-    Applied, Cage, Counters, Placement, choose_parent, is_marked, mark, plan, wait_unpopulated,
-};
+pub use cage::{Cage, Counters};
+pub use fs::{is_marked, mark, wait_unpopulated};
+pub use limits::Applied;
 pub use mount::Hierarchy;
+pub use placement::{Placement, choose_parent, missing_at_root, plan};
 
 /// A cgroup operation that failed; the message names the operation and the path.
 #[derive(Debug, thiserror::Error)]
