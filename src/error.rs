@@ -10,6 +10,13 @@
 
 use std::fmt;
 
+use nix::unistd::Pid;
+
+use crate::cgroup::CgroupError;
+use crate::exit;
+use crate::policy::PolicyError;
+use crate::spawn::SpawnError;
+
 /// The kind of a line on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Line {
@@ -79,6 +86,54 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// A failure before the child ran; claude-cage exits 125, 126 or 127.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    #[error("failed to open the events file {path}")]
+    Events {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the process that started claude-cage (pid {0}) died before the child was started")]
+    StarterGone(Pid),
+    #[cfg(feature = "systemd")]
+    #[error(transparent)]
+    Systemd(#[from] crate::systemd::SystemdError),
+    #[cfg(not(feature = "systemd"))]
+    #[error("the systemd backend is not built into this claude-cage (cargo feature \"systemd\")")]
+    NoSystemd,
+    #[error("{0}")]
+    Credentials(String),
+    #[error("failed to set up signal handling")]
+    Signals(#[source] nix::Error),
+}
+
+impl RunError {
+    pub fn exit_status(&self) -> i32 {
+        match self {
+            RunError::Spawn(e) => e.exit_status(),
+            _ => exit::FAILURE,
+        }
+    }
+
+    /// What to do about it, where the error alone does not say.
+    pub fn advice(&self) -> Option<&'static str> {
+        match self {
+            #[cfg(feature = "systemd")]
+            RunError::Systemd(crate::systemd::SystemdError::Connect { .. }) => {
+                Some(crate::systemd::CONNECT_ADVICE)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Unit tests read the lines a piece of code writes instead of letting them reach stderr.

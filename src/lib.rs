@@ -3,19 +3,22 @@
 //! when the program ends, and says why it ended.
 
 pub mod alerts;
+pub mod backend;
 pub mod cgroup;
 pub mod cli;
 pub mod cmd;
 pub mod error;
 pub mod events;
 pub mod exit;
-pub mod explain;
 pub mod policy;
+pub mod prepare;
 pub mod registry;
+pub mod report;
 pub mod spawn;
 pub mod state;
 pub mod supervise;
 pub mod sys;
 #[cfg(feature = "systemd")]
 pub mod systemd;
+pub mod teardown;
 pub mod units;

@@ -19,7 +19,6 @@ use clap::Parser;
 use claude_cage::cli::{Cli, Command, Generate};
 use claude_cage::cmd::{check, install_shim, kill, ps, reap, run, subgroup};
 use claude_cage::exit;
-use claude_cage::policy::Overrides;
 
 /// The file name that selects the command line; any other name is shim mode.
 const OWN_NAME: &str = "claude-cage";
@@ -43,7 +42,7 @@ fn real_main() -> i32 {
         .file_name()
         .unwrap_or(OsStr::new(OWN_NAME));
     if invoked_as != OWN_NAME {
-        return shim(starter);
+        return run::shim(starter);
     }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -55,31 +54,7 @@ fn real_main() -> i32 {
         }
     };
     match cli.command {
-        Command::Run(a) => {
-            let original_mask = run::block_signals();
-            let inv = run::Invocation {
-                policy: a
-                    .policy
-                    .map(run::PolicySource::File)
-                    .unwrap_or(run::PolicySource::Default),
-                overrides: Overrides {
-                    name: a.name,
-                    parent: a.parent,
-                    memory_high: a.memory_high,
-                    memory_max: a.memory_max,
-                    pids_max: a.pids_max,
-                    max_runtime: a.max_runtime,
-                    stdin_eof_grace: a.stdin_eof_grace,
-                    term_grace: a.term_grace,
-                    events: a.events,
-                },
-                program: a.command.first().cloned(),
-                args: a.command.iter().skip(1).cloned().collect(),
-                skip_self: false,
-                starter,
-            };
-            run::run(inv, original_mask)
-        }
+        Command::Run(a) => run::run_cmd(*a, starter),
         Command::Ps(a) => ps::ps(
             if a.json { ps::Format::Json } else { a.format },
             a.name.as_deref(),
@@ -133,19 +108,4 @@ fn real_main() -> i32 {
             }
         },
     }
-}
-
-/// Shim mode: every argument goes to the program unchanged; the policy and the program come
-/// from the environment and the policy search path.
-fn shim(starter: nix::unistd::Pid) -> i32 {
-    let original_mask = run::block_signals();
-    let inv = run::Invocation {
-        policy: run::shim_policy(),
-        overrides: Overrides::default(),
-        program: std::env::var_os("CLAUDE_CAGE_PROGRAM").filter(|p| !p.is_empty()),
-        args: std::env::args_os().skip(1).collect(),
-        skip_self: true,
-        starter,
-    };
-    run::run(inv, original_mask)
 }

@@ -191,6 +191,43 @@ pub fn dispose(found: &Found, timeout: Duration) -> Result<usize, CgroupError> {
     Ok(n)
 }
 
+/// How long to wait for an orphaned cage to empty after its kill.
+const REAP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Kills and removes one orphaned cage and its state file; returns the line to print.
+pub fn reap_orphan(found: &Found, dry_run: bool) -> Result<String, String> {
+    if dry_run {
+        return Ok(format!(
+            "would reap orphaned cage {} ({}) in {}",
+            found.id,
+            crate::units::count(Cage::at(found.dir.clone()).process_count(), "process"),
+            found.dir.display()
+        ));
+    }
+    let n = dispose(found, REAP_TIMEOUT).map_err(|e| {
+        format!(
+            "failed to reap {}: {}",
+            found.id,
+            crate::error::error_chain(&e)
+        )
+    })?;
+    Ok(format!(
+        "reaped orphaned cage {}: killed {}, removed {}",
+        found.id,
+        crate::units::count(n, "process"),
+        found.dir.display()
+    ))
+}
+
+/// Reaps the orphans of one bot; returns the lines describing what was done.
+pub fn reap_bot(bot_dir: &std::path::Path) -> Vec<String> {
+    survey_bot(bot_dir)
+        .iter()
+        .filter(|f| f.state == CageState::Orphaned)
+        .map(|f| reap_orphan(f, false).unwrap_or_else(|e| e))
+        .collect()
+}
+
 fn classify(bot: &str, id: &str, dir: &Path, record: Option<&Record>) -> CageState {
     match record {
         Some(r) if state::supervisor_alive(r) => {

@@ -78,6 +78,21 @@ pub fn path_in(dir: &Path, cage: &str) -> PathBuf {
     dir.join(format!("{cage}.json"))
 }
 
+/// Records a cage in this user's state directory; a failure is a warning (`ps` then shows the
+/// cage without its command), never the end of the run.
+pub fn record(r: &Record) -> Option<PathBuf> {
+    match write(&own_dir(), r) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            crate::warning!(
+                "failed to write the state file in {}: {e}; `ps` will show the cage without its command",
+                own_dir().display()
+            );
+            None
+        }
+    }
+}
+
 /// Writes the record atomically: a temporary file renamed over the final name, so a reader
 /// never sees half a file.
 pub fn write(dir: &Path, record: &Record) -> io::Result<PathBuf> {

@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::signalfd::SignalFd;
 use nix::sys::stat::{SFlag, fstat};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -42,6 +42,24 @@ pub fn handled_signals() -> SigSet {
     }
     set.add(Signal::SIGCHLD);
     sys::with_raw_signal(&set, sys::kill_request_signal())
+}
+
+/// Blocks the signals the supervisor handles, returning the mask claude-cage was started with.
+/// Called before anything is created, so a signal that arrives early waits in the signalfd.
+///
+/// SIGPIPE is blocked too (but not read): a write to a closed stderr, events pipe or alert hook
+/// then fails with EPIPE instead of killing claude-cage and orphaning the cage. So is SIGTTOU:
+/// a claude-cage in a background job writing its line to a terminal with `tostop` would be
+/// stopped, while a process that blocks SIGTTOU may write (termios(3)). The child gets the
+/// original mask back before exec, and a fork does not inherit pending signals.
+pub fn block_signals() -> SigSet {
+    let mut original = SigSet::empty();
+    let mut blocked = handled_signals();
+    blocked.add(Signal::SIGPIPE);
+    blocked.add(Signal::SIGTTOU);
+    // sigprocmask only fails for an invalid `how`, which this is not.
+    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), Some(&mut original));
+    original
 }
 
 /// Why claude-cage ended the cage itself, if it did.
@@ -301,6 +319,30 @@ pub fn supervise(
                 kill(cage, &mut killed, Cause::Terminated(sig));
             }
         }
+    }
+}
+
+/// When the poll loop itself failed: ends the cage rather than leave it unsupervised, waits
+/// for the child, and returns what little is known.
+pub fn abandon(child: &Child, cage: &Cage, e: &std::io::Error) -> Outcome {
+    crate::warning!("supervision failed: {e}; killing the cage");
+    let _ = cage.kill();
+    let mut status = None;
+    while status.is_none() {
+        let _ = waitpid(child.pid, None).map(|s| match s {
+            WaitStatus::Exited(_, c) => status = Some(ChildEnd::Exited(c)),
+            WaitStatus::Signaled(_, s, _) => status = Some(ChildEnd::Signaled(s)),
+            _ => {}
+        });
+    }
+    Outcome {
+        end: status.unwrap_or(ChildEnd::Signaled(Signal::SIGKILL)),
+        cause: None,
+        leftover: 0,
+        killed_by_us: true,
+        killed_for: None,
+        counters: Counters::default(),
+        peak: None,
     }
 }
 

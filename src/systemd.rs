@@ -39,11 +39,6 @@ pub enum SystemdError {
 /// The fix for a service manager that does not answer: `run` and `check` give the same advice.
 pub const CONNECT_ADVICE: &str = "run as root for the system manager, or in a user session whose bus is reachable ($DBUS_SESSION_BUS_ADDRESS or $XDG_RUNTIME_DIR/bus); or set [cage] backend = \"cgroupfs\" inside a delegated subtree";
 
-/// Whether the service manager runs this machine: PID 1 is systemd (sd_booted(3)).
-pub fn booted() -> bool {
-    std::path::Path::new("/run/systemd/system").is_dir()
-}
-
 /// A connection to the service manager.
 #[derive(Clone)]
 pub struct Manager {

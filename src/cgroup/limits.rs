@@ -113,7 +113,7 @@ pub(super) fn setup_bot(
 
 /// Enables `controllers` for the children of `dir`, one at a time so that an error names the
 /// controller. Already enabled ones are left alone (no write at all when nothing is missing).
-pub(super) fn enable(dir: &Path, controllers: &[Controller]) -> Result<(), CgroupError> {
+pub fn enable(dir: &Path, controllers: &[Controller]) -> Result<(), CgroupError> {
     let enabled = fs::words(&fs::read(dir, SUBTREE_CONTROL)?);
     for c in controllers {
         if enabled.iter().any(|e| e == c.name()) {

@@ -5,9 +5,10 @@
 
 use std::path::Path;
 
+use crate::backend;
 use crate::cgroup::{self, Hierarchy, fs};
-use crate::cmd::run::{self, PolicySource};
 use crate::policy::{Controller, Overrides, Parent, Policy};
+use crate::prepare::{self, PolicySource};
 use crate::spawn;
 use crate::units::{Bytes, Elapsed, Limit};
 
@@ -74,7 +75,7 @@ pub fn check(policy: Option<&Path>) -> i32 {
     let source = policy
         .map(|p| PolicySource::File(p.to_path_buf()))
         .unwrap_or(PolicySource::Default);
-    let policy = match run::load_policy(&source, &Overrides::default()) {
+    let policy = match prepare::load_policy(&source, &Overrides::default()) {
         Ok(p) => {
             r.ok(format!("policy {} is valid", p.source));
             describe_limits(&mut r, &p);
@@ -150,7 +151,7 @@ pub fn check(policy: Option<&Path>) -> i32 {
     let Some(policy) = policy else {
         return 1;
     };
-    if run::wants_systemd(&policy, &h) {
+    if backend::wants_systemd(&policy, &h) {
         systemd_backend(&mut r, &h, &policy);
     } else {
         match cgroup::choose_parent(&h, &policy.parent) {
@@ -203,16 +204,12 @@ fn systemd_backend(r: &mut Report, h: &Hierarchy, policy: &Policy) {
         "backend systemd: this claude-cage was built without the systemd feature",
         "rebuild with the default features, or set [cage] backend = \"cgroupfs\"",
     );
-    let root = fs::read(&h.mount, fs::CONTROLLERS)
-        .map(|t| fs::words(&t))
-        .unwrap_or_default();
-    for c in &policy.require {
-        if !root.iter().any(|x| x == c.name()) {
-            r.problem(
-                format!("the {c} controller required by the policy is not in the cgroup v2 hierarchy"),
-                "boot with systemd.unified_cgroup_hierarchy=1 so that every controller moves to cgroup v2",
-            );
-        }
+    for c in cgroup::missing_at_root(h, &policy.require).unwrap_or_else(|_| policy.require.clone())
+    {
+        r.problem(
+            format!("the {c} controller required by the policy is not in the cgroup v2 hierarchy"),
+            "boot with systemd.unified_cgroup_hierarchy=1 so that every controller moves to cgroup v2",
+        );
     }
 }
 

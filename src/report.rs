@@ -1,13 +1,14 @@
-//! Naming why a cage ended and saying it in one line: the reason and exit status from what
-//! supervision observed, and the sentence after "claude-cage: <cage-id>: " that the Agent SDK
-//! copies into its error message.
+//! Report: naming why a cage ended and saying it — the reason and exit status from what
+//! supervision and the teardown observed, the `exit` event's record, and the sentence after
+//! "claude-cage: <cage-id>: " that the Agent SDK copies into its error message. One call,
+//! [`End::report`], makes all of them.
 
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
 use crate::cgroup::{Applied, Counters};
-use crate::events::Reason;
+use crate::events::{ExitRecord, Reason};
 use crate::exit;
 use crate::policy::Policy;
 use crate::supervise::{Cause, ChildEnd, Outcome};
@@ -25,7 +26,56 @@ pub struct End<'a> {
     pub applied: &'a Applied,
 }
 
+/// What `run` says of an end.
+#[derive(Debug)]
+pub struct Report {
+    pub reason: Reason,
+    /// claude-cage's exit status.
+    pub status: i32,
+    /// The `exit` event.
+    pub record: ExitRecord,
+    /// The line for stderr (after "claude-cage: <cage-id>: "), unless the child exited with 0.
+    pub line: Option<String>,
+}
+
+/// The reason an end is given when claude-cage ended the cage itself.
+impl From<Cause> for Reason {
+    fn from(cause: Cause) -> Reason {
+        match cause {
+            Cause::Timeout => Reason::Timeout,
+            Cause::StdinClosed => Reason::StdinClosed,
+            Cause::ParentDied => Reason::ParentDied,
+            Cause::Terminated(_) => Reason::Terminated,
+            Cause::Killed => Reason::Killed,
+        }
+    }
+}
+
 impl End<'_> {
+    /// The reason, the status, the exit record and the line, from what was observed.
+    pub fn report(&self) -> Report {
+        let (reason, status) = self.conclude();
+        let record = ExitRecord {
+            reason,
+            status,
+            signal: match self.outcome.end {
+                ChildEnd::Signaled(s) => Some(s as i32),
+                ChildEnd::Exited(_) => None,
+            },
+            duration_ms: self.duration.as_millis() as u64,
+            memory_peak: self.peak,
+            oom_kills: self.counters.oom_kill,
+            leftover: self.outcome.leftover,
+        };
+        let abnormal = !(reason == Reason::Exited && status == 0);
+        Report {
+            reason,
+            status,
+            record,
+            line: abnormal.then(|| self.explain(reason)),
+        }
+    }
+
     /// The reason and claude-cage's exit status.
     pub fn conclude(&self) -> (Reason, i32) {
         let child_status = match self.outcome.end {
@@ -33,11 +83,14 @@ impl End<'_> {
             ChildEnd::Signaled(s) => exit::SIGNALED_BASE + s as i32,
         };
         match self.outcome.cause {
-            Some(Cause::Timeout) => (Reason::Timeout, exit::TIMEOUT),
-            Some(Cause::StdinClosed) => (Reason::StdinClosed, exit::TIMEOUT),
-            Some(Cause::ParentDied) => (Reason::ParentDied, child_status),
-            Some(Cause::Terminated(_)) => (Reason::Terminated, child_status),
-            Some(Cause::Killed) => (Reason::Killed, exit::SIGNALED_BASE + Signal::SIGKILL as i32),
+            Some(cause) => {
+                let status = match cause {
+                    Cause::Timeout | Cause::StdinClosed => exit::TIMEOUT,
+                    Cause::Killed => exit::SIGNALED_BASE + Signal::SIGKILL as i32,
+                    Cause::ParentDied | Cause::Terminated(_) => child_status,
+                };
+                (Reason::from(cause), status)
+            }
             None => match self.outcome.end {
                 ChildEnd::Exited(c) => (Reason::Exited, c),
                 // The OOM killer sends SIGKILL; the counter tells it apart from a kill -9.
@@ -472,5 +525,48 @@ mod tests {
                 assert!(!line.contains("term-grace"), "{line:?}");
             }
         }
+    }
+
+    /// One call gives the reason, the status, the exit record (with what the teardown saw) and
+    /// the line; a child that exited with 0 gets no line.
+    #[test]
+    fn a_report_carries_the_record_and_the_line() {
+        let p = policy();
+        let applied = Applied {
+            memory_max: Some(Limit::Bytes(4 << 30)),
+            ..Default::default()
+        };
+        let mut o = outcome(ChildEnd::Signaled(Signal::SIGKILL), None);
+        o.leftover = 2;
+        let mut e = end(&o, &p, &applied, Duration::from_millis(1500));
+        e.counters.oom = 1;
+        e.counters.oom_kill = 3;
+        e.peak = Some(4 << 30);
+        let r = e.report();
+        assert_eq!((r.reason, r.status), (Reason::OomKilled, 137));
+        assert_eq!(
+            (
+                r.record.signal,
+                r.record.duration_ms,
+                r.record.memory_peak,
+                r.record.oom_kills,
+                r.record.leftover
+            ),
+            (Some(9), 1500, Some(4 << 30), 3, 2)
+        );
+        assert_eq!(
+            r.line.as_deref(),
+            Some(
+                "killed by the kernel OOM killer at memory.max 4.0 GiB (peak 4.0 GiB) after 1.5s; killed 2 leftover processes"
+            )
+        );
+        let ok = outcome(ChildEnd::Exited(0), None);
+        let r = end(&ok, &p, &applied, Duration::from_secs(1)).report();
+        assert_eq!((r.reason, r.status, r.line), (Reason::Exited, 0, None));
+        // A cause of claude-cage's own names the reason, whatever the child's end.
+        let killed = outcome(ChildEnd::Exited(0), Some(Cause::Killed));
+        let r = end(&killed, &p, &applied, Duration::from_secs(1)).report();
+        assert_eq!((r.reason, r.status), (Reason::Killed, 137));
+        assert!(r.line.is_some());
     }
 }

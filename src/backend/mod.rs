@@ -1,0 +1,158 @@
+//! The backends: who owns a cage's cgroup. The cgroupfs backend makes the cage directly in
+//! cgroupfs (`cgroupfs.rs`); the systemd backend asks the service manager for a transient scope
+//! and makes the cage inside it (`scope.rs`). [`choose`] picks one before anything is created;
+//! [`Backend::create`] makes the cage and starts the child in it, waiting for its go; the
+//! [`Owner`] gives the emptied cage back at the end (`teardown`).
+
+mod cgroupfs;
+#[cfg(feature = "systemd")]
+mod scope;
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use nix::sys::signal::SigSet;
+
+use crate::cgroup::{self, Cage, Hierarchy};
+use crate::error::RunError;
+use crate::policy::{self, Policy};
+use crate::spawn;
+use crate::sys;
+
+/// Where cages are made, decided before anything is created.
+pub enum Backend {
+    Cgroupfs(cgroup::Placement),
+    #[cfg(feature = "systemd")]
+    Systemd {
+        manager: crate::systemd::Manager,
+        hierarchy: Hierarchy,
+    },
+}
+
+/// Who owns a created cage's cgroup.
+pub enum Owner {
+    Cgroupfs,
+    #[cfg(feature = "systemd")]
+    Systemd(crate::systemd::Manager),
+}
+
+impl Owner {
+    /// Gives the emptied cage back to its owner: nothing for cgroupfs (already removed), a
+    /// stopped unit for systemd.
+    pub fn release(&self, cage: &Cage) -> Result<(), RunError> {
+        match (self, &cage.unit) {
+            #[cfg(feature = "systemd")]
+            // systemd stops an emptied scope by itself and removes its cgroup
+            // (CollectMode=inactive-or-failed); once that is done there is no job to wait for.
+            (Owner::Systemd(m), Some(unit)) if cage.dir.exists() => {
+                m.stop(unit).map_err(RunError::from)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What a backend needs to make a cage and start the child in it.
+pub struct Request<'a> {
+    pub name: &'a str,
+    pub policy: &'a Policy,
+    /// The resolved program.
+    pub path: &'a Path,
+    /// The program's argv, its name first.
+    pub command: &'a [OsString],
+    /// The signal mask claude-cage was started with, the child's.
+    pub original_mask: SigSet,
+    pub credentials: Option<sys::Credentials>,
+}
+
+/// A created cage with the child waiting in it for its go.
+pub struct Created {
+    pub cage: Cage,
+    pub pending: spawn::Pending,
+    pub owner: Owner,
+}
+
+impl Backend {
+    /// Makes the cage and starts the child in it. On any error, nothing is left behind.
+    pub fn create(self, req: Request<'_>) -> Result<Created, RunError> {
+        match self {
+            Backend::Cgroupfs(placement) => cgroupfs::create(&placement, req),
+            #[cfg(feature = "systemd")]
+            Backend::Systemd { manager, hierarchy } => scope::create(manager, &hierarchy, req),
+        }
+    }
+}
+
+/// `[cage] backend`: "auto" is cgroupfs where a parent is given or delegated, or where systemd
+/// does not run this machine; the systemd backend otherwise.
+pub fn choose(policy: &Policy) -> Result<Backend, RunError> {
+    let h = Hierarchy::discover()?;
+    if !wants_systemd(policy, &h) {
+        let parent = cgroup::choose_parent(&h, &policy.parent)?;
+        return Ok(Backend::Cgroupfs(cgroup::plan(h, parent, policy)?));
+    }
+    #[cfg(feature = "systemd")]
+    {
+        let manager = crate::systemd::Manager::connect()?;
+        Ok(Backend::Systemd {
+            manager,
+            hierarchy: h,
+        })
+    }
+    #[cfg(not(feature = "systemd"))]
+    Err(RunError::NoSystemd)
+}
+
+/// Whether the policy's backend is systemd, "auto" resolved on this host.
+pub fn wants_systemd(policy: &Policy, h: &Hierarchy) -> bool {
+    match policy.backend {
+        policy::Backend::Cgroupfs => false,
+        policy::Backend::Systemd => true,
+        policy::Backend::Auto => {
+            matches!(policy.parent, policy::Parent::Auto)
+                && booted()
+                && h.own != "/"
+                && cgroup::choose_parent(h, &policy.parent).is_err()
+        }
+    }
+}
+
+/// Whether the service manager runs this machine: PID 1 is systemd (sd_booted(3)).
+pub fn booted() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
+/// Warns that `[cage] cgroupns` hides the tree but does not hold the child in, where the cgroup2
+/// mount lacks `nsdelegate`; both backends say it.
+fn warn_cgroupns_leak(policy: &Policy, h: &Hierarchy) {
+    if policy.cgroupns && !h.nsdelegate {
+        crate::warning!(
+            "[cage] cgroupns hides the cgroup tree from the child but does not hold it in: {} is mounted without nsdelegate, so the kernel lets a privileged child move out of its namespace",
+            h.mount.display()
+        );
+    }
+}
+
+/// Where the child starts: in `main` from its first instruction, or with a cgroup namespace in
+/// the cage itself (the namespace's root), moving on into `main` before exec.
+fn place<'a>(cage: &'a Cage, policy: &Policy) -> spawn::Place<'a> {
+    if policy.cgroupns {
+        spawn::Place::Namespace {
+            cage: &cage.dir,
+            main: &cage.main,
+        }
+    } else {
+        spawn::Place::Leaf(&cage.main)
+    }
+}
+
+/// The child's environment: claude-cage's own, plus where it runs.
+fn child_env(id: &str, dir: &Path) -> Vec<(OsString, OsString)> {
+    std::env::vars_os()
+        .filter(|(k, _)| k != "CLAUDE_CAGE_ID" && k != "CLAUDE_CAGE_CGROUP")
+        .chain([
+            ("CLAUDE_CAGE_ID".into(), id.into()),
+            ("CLAUDE_CAGE_CGROUP".into(), dir.as_os_str().to_owned()),
+        ])
+        .collect()
+}
