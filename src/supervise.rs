@@ -159,11 +159,8 @@ pub fn supervise(
     alerts: &mut Alerts,
     log: &mut EventLog,
 ) -> std::io::Result<Outcome> {
-    let start = Instant::now();
     let mut watch = watch_counters(cage);
-    let runtime_deadline = lifetime.max_runtime.map(|d| start + d);
-    let mut eof_deadline: Option<Instant> = None;
-    let mut term_deadline: Option<(Instant, Signal)> = None;
+    let mut deadlines = Deadlines::start(Instant::now(), &lifetime);
     let mut stdin = lifetime.stdin_eof_grace.and_then(|_| stdin_kind());
     let mut cause = None;
     // What was in the cage when supervision killed it, and why it did.
@@ -199,79 +196,23 @@ pub fn supervise(
             });
         }
 
-        let now = Instant::now();
-        let lifetime_deadline = if killed.is_some() {
-            None
-        } else {
-            [
-                runtime_deadline,
-                eof_deadline,
-                term_deadline.map(|(d, _)| d),
-            ]
-            .into_iter()
-            .flatten()
-            .min()
+        // Once the cage is killed, only the child's end (and the alerts) can wake the loop.
+        let lifetime_deadline = killed.is_none().then(|| deadlines.next()).flatten();
+        let wake = lifetime_deadline.into_iter().chain(alerts.deadline()).min();
+        let sources = Sources {
+            signals,
+            child,
+            watch: watch.as_ref(),
+            starter: starter.as_ref(),
+            psi: alerts.psi_fd(),
+            stdin,
         };
-        let timeout = match lifetime_deadline.into_iter().chain(alerts.deadline()).min() {
-            None => PollTimeout::NONE,
-            Some(d) => {
-                let ms = d.saturating_duration_since(now).as_millis();
-                // Round up, so the loop does not wake a millisecond early and spin.
-                PollTimeout::try_from((ms + 1).min(i32::MAX as u128) as i32)
-                    .unwrap_or(PollTimeout::MAX)
-            }
+        let Some(ready) = sources.wait(timeout_until(wake, Instant::now()))? else {
+            continue;
         };
-
-        let stdin_fd = sys::stdin_fd();
-        let mut fds = vec![
-            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
-            PollFd::new(child.pidfd.as_fd(), PollFlags::POLLIN),
-        ];
-        let mut push = |fd, flags| {
-            fds.push(PollFd::new(fd, flags));
-            fds.len() - 1
-        };
-        // The event files only wake the loop; they are read at the top, before reaping.
-        if let Some(w) = &watch {
-            for f in &w.files {
-                push(f.as_fd(), PollFlags::POLLPRI);
-            }
-        }
-        let starter_idx = starter
-            .as_ref()
-            .map(|s| push(s.pidfd.as_fd(), PollFlags::POLLIN));
-        // A PSI trigger reports with POLLPRI (Documentation/accounting/psi.rst).
-        let psi_idx = alerts.psi_fd().map(|fd| push(fd, PollFlags::POLLPRI));
-        // poll(2) reports POLLHUP on a pipe whose writers are all gone even with no events
-        // requested, so stdin is watched for EOF without reading a byte of it. A socket reports
-        // POLLRDHUP once the peer shut down its writing side.
-        let stdin_idx = stdin.map(|kind| {
-            let flags = if kind == StdinKind::Socket {
-                POLLRDHUP
-            } else {
-                PollFlags::empty()
-            };
-            push(stdin_fd, flags)
-        });
-
-        match poll(&mut fds, timeout) {
-            Ok(_) => {}
-            Err(nix::Error::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-        let revents = |i: usize| fds[i].revents().unwrap_or(PollFlags::empty());
-        let sig_ready = !revents(0).is_empty();
-        let starter_ready = starter_idx.is_some_and(|i| !revents(i).is_empty());
-        let psi_revents = psi_idx.map(revents).unwrap_or(PollFlags::empty());
-        let stdin_closed = stdin_idx.is_some_and(|i| {
-            revents(i).intersects(
-                PollFlags::POLLHUP | POLLRDHUP | PollFlags::POLLERR | PollFlags::POLLNVAL,
-            )
-        });
-        drop(fds);
         let now = Instant::now();
 
-        if sig_ready {
+        if ready.signals {
             while let Ok(Some(info)) = signals.read_signal() {
                 if info.ssi_signo as i32 == sys::kill_request_signal() {
                     cause.get_or_insert(Cause::Killed);
@@ -288,37 +229,169 @@ pub fn supervise(
                 let _ = sys::pidfd_send_signal(child.pidfd.as_fd(), sig);
                 if TERMINATING.contains(&sig) {
                     cause.get_or_insert(Cause::Terminated(sig));
-                    term_deadline.get_or_insert((now + lifetime.term_grace, sig));
+                    deadlines.terminating(now, lifetime.term_grace, sig);
                 }
             }
         }
         // Counter changes are read at the top of the loop, before the child is reaped.
-        if !psi_revents.is_empty() {
-            alerts.on_psi(psi_revents, cage, log);
+        if !ready.psi.is_empty() {
+            alerts.on_psi(ready.psi, cage, log);
         }
         alerts.on_time(now, cage, log);
-        if starter_ready {
+        if ready.starter {
             starter = None;
             cause.get_or_insert(Cause::ParentDied);
             kill(cage, &mut killed, Cause::ParentDied);
         }
-        if stdin_closed {
+        if ready.stdin_closed {
             stdin = None;
             if let Some(grace) = lifetime.stdin_eof_grace {
-                eof_deadline = Some(now + grace);
+                deadlines.stdin_closed(now, grace);
             }
         }
         if killed.is_none() {
-            if runtime_deadline.is_some_and(|d| now >= d) {
-                cause.get_or_insert(Cause::Timeout);
-                kill(cage, &mut killed, Cause::Timeout);
-            } else if eof_deadline.is_some_and(|d| now >= d) {
-                cause.get_or_insert(Cause::StdinClosed);
-                kill(cage, &mut killed, Cause::StdinClosed);
-            } else if let Some((_, sig)) = term_deadline.filter(|&(d, _)| now >= d) {
-                kill(cage, &mut killed, Cause::Terminated(sig));
+            if let Some(why) = deadlines.due(now) {
+                // A term-grace running out names the signal that set it, the cause already.
+                cause.get_or_insert(why);
+                kill(cage, &mut killed, why);
             }
         }
+    }
+}
+
+/// The lifetime's deadlines. A deadline past what `Instant` can hold is never reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Deadlines {
+    /// `max-runtime` after the start.
+    runtime: Option<Instant>,
+    /// `stdin-eof-grace` after stdin was closed.
+    eof: Option<Instant>,
+    /// `term-grace` after the first terminating signal, and that signal.
+    term: Option<(Instant, Signal)>,
+}
+
+impl Deadlines {
+    fn start(start: Instant, lifetime: &Lifetime) -> Deadlines {
+        Deadlines {
+            runtime: lifetime.max_runtime.and_then(|d| start.checked_add(d)),
+            ..Deadlines::default()
+        }
+    }
+
+    /// Stdin was closed: the grace runs from now.
+    fn stdin_closed(&mut self, now: Instant, grace: Duration) {
+        self.eof = now.checked_add(grace);
+    }
+
+    /// A terminating signal was forwarded: the first one sets term-grace.
+    fn terminating(&mut self, now: Instant, grace: Duration, sig: Signal) {
+        if self.term.is_none() {
+            self.term = now.checked_add(grace).map(|d| (d, sig));
+        }
+    }
+
+    /// The nearest deadline.
+    fn next(&self) -> Option<Instant> {
+        [self.runtime, self.eof, self.term.map(|(d, _)| d)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Why the cage must be killed at `now`, if a deadline has passed: max-runtime first, then
+    /// stdin's grace, then term-grace.
+    fn due(&self, now: Instant) -> Option<Cause> {
+        if self.runtime.is_some_and(|d| now >= d) {
+            Some(Cause::Timeout)
+        } else if self.eof.is_some_and(|d| now >= d) {
+            Some(Cause::StdinClosed)
+        } else {
+            self.term
+                .filter(|&(d, _)| now >= d)
+                .map(|(_, sig)| Cause::Terminated(sig))
+        }
+    }
+}
+
+/// The poll(2) timeout until `deadline`: none without one, rounded up to the next millisecond
+/// so that the loop does not wake a millisecond early and spin.
+fn timeout_until(deadline: Option<Instant>, now: Instant) -> PollTimeout {
+    match deadline {
+        None => PollTimeout::NONE,
+        Some(d) => {
+            let ms = d.saturating_duration_since(now).as_millis();
+            PollTimeout::try_from((ms + 1).min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
+        }
+    }
+}
+
+/// What the loop waits on.
+struct Sources<'a> {
+    signals: &'a SignalFd,
+    child: &'a Child,
+    watch: Option<&'a Watch>,
+    starter: Option<&'a Starter>,
+    psi: Option<std::os::fd::BorrowedFd<'a>>,
+    stdin: Option<StdinKind>,
+}
+
+/// What woke the loop.
+struct Ready {
+    signals: bool,
+    starter: bool,
+    psi: PollFlags,
+    stdin_closed: bool,
+}
+
+impl Sources<'_> {
+    /// One poll(2); `None` when a signal interrupted it. The child's pidfd and the event files
+    /// only wake the loop: the child is reaped and the files read at its top.
+    fn wait(&self, timeout: PollTimeout) -> std::io::Result<Option<Ready>> {
+        let mut fds = vec![
+            PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.child.pidfd.as_fd(), PollFlags::POLLIN),
+        ];
+        let mut push = |fd, flags| {
+            fds.push(PollFd::new(fd, flags));
+            fds.len() - 1
+        };
+        if let Some(w) = self.watch {
+            for f in &w.files {
+                push(f.as_fd(), PollFlags::POLLPRI);
+            }
+        }
+        let starter_idx = self
+            .starter
+            .map(|s| push(s.pidfd.as_fd(), PollFlags::POLLIN));
+        // A PSI trigger reports with POLLPRI (Documentation/accounting/psi.rst).
+        let psi_idx = self.psi.map(|fd| push(fd, PollFlags::POLLPRI));
+        // poll(2) reports POLLHUP on a pipe whose writers are all gone even with no events
+        // requested, so stdin is watched for EOF without reading a byte of it. A socket reports
+        // POLLRDHUP once the peer shut down its writing side.
+        let stdin_idx = self.stdin.map(|kind| {
+            let flags = if kind == StdinKind::Socket {
+                POLLRDHUP
+            } else {
+                PollFlags::empty()
+            };
+            push(sys::stdin_fd(), flags)
+        });
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(nix::Error::EINTR) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        let revents = |i: usize| fds[i].revents().unwrap_or(PollFlags::empty());
+        Ok(Some(Ready {
+            signals: !revents(0).is_empty(),
+            starter: starter_idx.is_some_and(|i| !revents(i).is_empty()),
+            psi: psi_idx.map(revents).unwrap_or(PollFlags::empty()),
+            stdin_closed: stdin_idx.is_some_and(|i| {
+                revents(i).intersects(
+                    PollFlags::POLLHUP | POLLRDHUP | PollFlags::POLLERR | PollFlags::POLLNVAL,
+                )
+            }),
+        }))
     }
 }
 
@@ -452,6 +525,71 @@ fn report_counters(cage: &Cage, w: &mut Watch, alerts: &mut Alerts, log: &mut Ev
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lifetime(max_runtime: Option<Duration>) -> Lifetime {
+        Lifetime {
+            max_runtime,
+            stdin_eof_grace: Some(Duration::from_secs(10)),
+            term_grace: Duration::from_secs(3),
+        }
+    }
+
+    /// The deadlines in the order the loop honours them, and the one it wakes for.
+    #[test]
+    fn deadlines() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut d = Deadlines::start(t0, &lifetime(Some(s(60))));
+        assert_eq!(d.next(), Some(t0 + s(60)));
+        assert_eq!(d.due(t0 + s(59)), None);
+        assert_eq!(d.due(t0 + s(60)), Some(Cause::Timeout));
+
+        d.terminating(t0 + s(1), s(3), Signal::SIGTERM);
+        // Only the first terminating signal sets term-grace.
+        d.terminating(t0 + s(2), s(3), Signal::SIGINT);
+        assert_eq!(d.next(), Some(t0 + s(4)));
+        assert_eq!(d.due(t0 + s(3)), None);
+        assert_eq!(d.due(t0 + s(4)), Some(Cause::Terminated(Signal::SIGTERM)));
+
+        d.stdin_closed(t0 + s(2), s(1));
+        assert_eq!(d.next(), Some(t0 + s(3)));
+        // Several due at once: max-runtime before stdin's grace before term-grace.
+        assert_eq!(d.due(t0 + s(3)), Some(Cause::StdinClosed));
+        assert_eq!(d.due(t0 + s(60)), Some(Cause::Timeout));
+
+        assert_eq!(Deadlines::start(t0, &lifetime(None)).next(), None);
+    }
+
+    /// A duration past what `Instant` holds is a deadline never reached, not a panic with the
+    /// cage already made.
+    #[test]
+    fn a_huge_duration_is_never_due() {
+        let t0 = Instant::now();
+        let huge = Duration::from_secs(u64::MAX);
+        let mut d = Deadlines::start(t0, &lifetime(Some(huge)));
+        d.terminating(t0, huge, Signal::SIGTERM);
+        d.stdin_closed(t0, huge);
+        assert_eq!(d, Deadlines::default());
+        assert_eq!(d.next(), None);
+        assert_eq!(timeout_until(d.next(), t0), PollTimeout::NONE);
+    }
+
+    #[test]
+    fn timeouts_round_up() {
+        let t0 = Instant::now();
+        assert_eq!(timeout_until(None, t0), PollTimeout::NONE);
+        assert_eq!(timeout_until(Some(t0), t0), PollTimeout::from(1u8));
+        let in_2500us = t0 + Duration::from_micros(2500);
+        assert_eq!(timeout_until(Some(in_2500us), t0), PollTimeout::from(3u8));
+        // A deadline passed long ago wakes the loop at once, plus the rounding.
+        assert_eq!(
+            timeout_until(Some(t0), t0 + Duration::from_secs(5)),
+            PollTimeout::from(1u8)
+        );
+        // One beyond poll(2)'s range waits as long as poll can.
+        let far = t0 + Duration::from_secs(100 * 24 * 3600);
+        assert_eq!(timeout_until(Some(far), t0), PollTimeout::MAX);
+    }
 
     /// A failed `cgroup.kill` is a warning, never a second "claude-cage: " line beside the one
     /// that says why the cage ended (the Agent SDK shows the bot the end of stderr).
