@@ -40,6 +40,35 @@ struct Warn {
     next_check: Option<Instant>,
 }
 
+impl Warn {
+    /// One check of `memory.current`: whether it warns now (the first time at or above the
+    /// threshold since usage was last well below it), and when to check next (not at all once
+    /// usage is well below `memory.high`, whose next crossing the kernel notifies).
+    fn check(&mut self, current: u64, now: Instant) -> bool {
+        let mut warn = false;
+        if current >= self.threshold && !self.warned {
+            self.warned = true;
+            warn = true;
+        } else if (current as f64) < self.threshold as f64 * REARM_SHARE {
+            self.warned = false;
+        }
+        self.next_check = if (current as f64) < self.high as f64 * REARM_SHARE {
+            None
+        } else {
+            Some(now + WARN_CHECK_INTERVAL)
+        };
+        warn
+    }
+}
+
+/// The `avg10=` of the `some` or `full` line of a PSI file (Documentation/accounting/psi.rst).
+fn avg10(text: &str, kind: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(kind))
+        .and_then(|l| l.split_whitespace().find_map(|f| f.strip_prefix("avg10=")))
+        .and_then(|v| v.parse().ok())
+}
+
 struct Hook {
     pid: Pid,
     pidfd: Option<OwnedFd>,
@@ -137,16 +166,10 @@ impl Alerts {
             return;
         }
         let text = fs::read(&cage.dir, fs::MEMORY_PRESSURE).unwrap_or_default();
-        let avg10 = |kind: &str| {
-            text.lines()
-                .find(|l| l.starts_with(kind))
-                .and_then(|l| l.split_whitespace().find_map(|f| f.strip_prefix("avg10=")))
-                .and_then(|v| v.parse().ok())
-        };
         let line = log.emit(&Event::Pressure {
             trigger: self.trigger.clone().unwrap_or_default(),
-            some_avg10: avg10("some"),
-            full_avg10: avg10("full"),
+            some_avg10: avg10(&text, "some"),
+            full_avg10: avg10(&text, "full"),
         });
         self.fire(line, "pressure");
     }
@@ -160,20 +183,12 @@ impl Alerts {
                     .ok()
                     .and_then(|t| fs::number(&t))
                     .unwrap_or(0);
-                if current >= w.threshold && !w.warned {
-                    w.warned = true;
+                if w.check(current, now) {
                     fired = Some(log.emit(&Event::MemoryWarn {
                         memory_current: current,
                         threshold: w.threshold,
                     }));
-                } else if (current as f64) < w.threshold as f64 * REARM_SHARE {
-                    w.warned = false;
                 }
-                w.next_check = if (current as f64) < w.high as f64 * REARM_SHARE {
-                    None
-                } else {
-                    Some(now + WARN_CHECK_INTERVAL)
-                };
             }
         }
         if let Some(line) = fired {
@@ -300,5 +315,44 @@ impl Alerts {
                 self.hooks.retain(|h| h.pid != pid);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// memory-warn pages once per crossing: again only after usage fell below 90% of the
+    /// threshold; checks stop once usage is well below memory.high.
+    #[test]
+    fn warn_once_per_crossing() {
+        let t0 = Instant::now();
+        let mut w = Warn {
+            threshold: 1000,
+            high: 800,
+            warned: false,
+            next_check: Some(t0),
+        };
+        assert!(!w.check(850, t0), "below the threshold");
+        assert_eq!(w.next_check, Some(t0 + WARN_CHECK_INTERVAL));
+        assert!(w.check(1000, t0), "at the threshold");
+        assert!(!w.check(1200, t0), "still above: no second page");
+        assert!(!w.check(950, t0), "not yet below 90%");
+        assert!(!w.check(899, t0), "below 90% re-arms");
+        assert!(w.check(1001, t0), "the next crossing pages");
+        assert!(!w.check(700, t0));
+        assert_eq!(
+            w.next_check, None,
+            "well below memory.high: the kernel notifies again"
+        );
+    }
+
+    #[test]
+    fn pressure_averages() {
+        let text = "some avg10=12.50 avg60=3.00 avg300=0.10 total=123\nfull avg10=4.25 avg60=1.00 avg300=0.00 total=45\n";
+        assert_eq!(avg10(text, "some"), Some(12.5));
+        assert_eq!(avg10(text, "full"), Some(4.25));
+        assert_eq!(avg10("some total=1\n", "some"), None);
+        assert_eq!(avg10("", "full"), None);
     }
 }

@@ -440,3 +440,50 @@ fn remove_dir_retrying(dir: &Path) -> Result<(), CgroupError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_only_grow() {
+        let seen = Counters {
+            high: 5,
+            oom: 1,
+            oom_kill: 2,
+            pids_max: 0,
+        };
+        // A scope systemd already removed reads as zero: what was seen stands.
+        assert_eq!(Counters::default().merge(seen), seen);
+        let later = Counters {
+            high: 7,
+            oom: 1,
+            oom_kill: 1,
+            pids_max: 3,
+        };
+        assert_eq!(
+            later.merge(seen),
+            Counters {
+                high: 7,
+                oom: 1,
+                oom_kill: 2,
+                pids_max: 3,
+            }
+        );
+    }
+
+    /// An existing cage directory is read back as the cage it is: a systemd scope keeps its
+    /// unit name and its own directory is systemd's.
+    #[test]
+    fn cages_found_in_the_tree() {
+        let c = Cage::at(PathBuf::from("/cg/bots/bot/bot-42-1"));
+        assert_eq!((c.id.as_str(), c.unit), ("bot-42-1", None));
+        assert_eq!(c.main, Path::new("/cg/bots/bot/bot-42-1/main"));
+        assert_eq!(c.bot_dir, Path::new("/cg/bots/bot"));
+        let s = Cage::at(PathBuf::from(
+            "/cg/claude-cage.slice/claude-cage-bot-42-1.scope",
+        ));
+        assert_eq!(s.id, "bot-42-1");
+        assert_eq!(s.unit.as_deref(), Some("claude-cage-bot-42-1.scope"));
+    }
+}

@@ -10,12 +10,14 @@ use nix::unistd::Pid;
 
 use crate::alerts::Alerts;
 use crate::backend::{Created, Request};
+use crate::cgroup::Cage;
 use crate::cli::RunArgs;
 use crate::error::{RunError, error_chain};
 use crate::events::{Event, Limits};
-use crate::policy::Overrides;
+use crate::policy::{Overrides, Policy};
 use crate::prepare::{self, Invocation, Plan, PolicySource};
 use crate::report::End;
+use crate::spawn::Pending;
 use crate::state;
 use crate::supervise::{self, Lifetime};
 use crate::teardown;
@@ -107,21 +109,7 @@ fn cage_and_run(plan: Plan, original_mask: SigSet) -> Result<i32, RunError> {
     // The state file is written while the child waits for its go, so that a program never
     // runs in a cage that `ps`, `kill` and `reap` cannot attribute.
     let argv: Vec<String> = command.iter().map(lossy).collect();
-    let state_file = state::record(&state::Record {
-        cage: cage.id.clone(),
-        bot: name.clone(),
-        cgroup: cage.dir.clone(),
-        supervisor_pid: std::process::id() as i32,
-        supervisor_start: state::start_time(Pid::this()).unwrap_or(0),
-        child_pid: pending.pid.as_raw(),
-        policy: policy.source.clone(),
-        argv: argv.clone(),
-        started_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64,
-        events: policy.events_file.clone(),
-    });
+    let state_file = state::record(&state_record(&cage, &name, &policy, &pending, &argv));
     let child = match pending.release() {
         Ok(c) => c,
         Err(e) => {
@@ -198,6 +186,31 @@ fn cage_and_run(plan: Plan, original_mask: SigSet) -> Result<i32, RunError> {
     // its timeout) so that none is left behind.
     alerts.finish(report.line.is_some().then_some(exit_line));
     Ok(report.status)
+}
+
+/// What the state file says of the cage: what the kernel does not know.
+fn state_record(
+    cage: &Cage,
+    bot: &str,
+    policy: &Policy,
+    pending: &Pending,
+    argv: &[String],
+) -> state::Record {
+    state::Record {
+        cage: cage.id.clone(),
+        bot: bot.to_owned(),
+        cgroup: cage.dir.clone(),
+        supervisor_pid: std::process::id() as i32,
+        supervisor_start: state::start_time(Pid::this()).unwrap_or(0),
+        child_pid: pending.pid.as_raw(),
+        policy: policy.source.clone(),
+        argv: argv.to_vec(),
+        started_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64,
+        events: policy.events_file.clone(),
+    }
 }
 
 fn lossy(a: &OsString) -> String {
