@@ -89,7 +89,7 @@ pub struct PsArgs {
     pub json: bool,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
-    pub format: crate::cmd::ps::Format,
+    pub format: Format,
     /// Only the cages of this bot.
     #[arg(long, value_name = "BOT")]
     pub name: Option<String>,
@@ -175,4 +175,12 @@ pub struct InstallShimArgs {
     /// Replace an existing `claude` in DIR.
     #[arg(long)]
     pub force: bool,
+}
+
+/// `ps` output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Prometheus,
 }

@@ -10,8 +10,8 @@ use nix::unistd::Pid;
 
 use crate::alerts::Alerts;
 use crate::backend::Owner;
-use crate::cgroup::{self, Cage, CgroupError, Counters};
-use crate::error::{RunError, error_chain};
+use crate::cgroup::{self, Cage, Counters};
+use crate::error::error_chain;
 use crate::supervise::{self, ChildEnd, Outcome};
 
 /// What is known of a cage once it is gone.
@@ -39,7 +39,7 @@ pub fn finish(
     // Counters only grow: a systemd scope may already be gone, and then reads as zero.
     let counters = cage.counters().merge(outcome.counters);
     let bot_oom = cage.bot_oom();
-    let cleanup = teardown_with(cage, owner, || {
+    let cleanup = owner.end(cage, || {
         let mut ignored = None;
         supervise::reap(child, &mut ignored, |pid, st| {
             alerts.reaped(pid, st);
@@ -64,7 +64,7 @@ pub fn finish(
 
 /// Ends a cage whose child never ran (its go failed): kills and removes it, then its state file.
 pub fn abandon(cage: &Cage, owner: &Owner, state_file: Option<&Path>) {
-    if let Err(e) = teardown(cage, owner) {
+    if let Err(e) = owner.discard(cage) {
         crate::warning!("{}", error_chain(&e));
     } else if let Some(p) = state_file {
         let _ = std::fs::remove_file(p);
@@ -98,32 +98,4 @@ fn settle_oom_group(cage: &Cage, outcome: &mut Outcome) {
     if cgroup::wait_unpopulated(group, OOM_GROUP_SETTLE).unwrap_or(false) {
         outcome.leftover = cage.process_count();
     }
-}
-
-/// Kills and removes a cage, reaping zombies in between; returns `memory.peak` read before the
-/// cgroup is gone. A scope is then stopped, which removes it.
-fn teardown_with(
-    cage: &Cage,
-    owner: &Owner,
-    mut reap: impl FnMut(),
-) -> Result<Option<u64>, RunError> {
-    if cage.populated()? {
-        cage.kill()?;
-    }
-    let empty = cage.wait_empty(Duration::from_secs(10))?;
-    reap();
-    let peak = cage.memory_peak();
-    if !empty {
-        return Err(CgroupError::StillPopulated {
-            path: cage.dir.clone(),
-        }
-        .into());
-    }
-    cage.remove()?;
-    owner.release(cage)?;
-    Ok(peak)
-}
-
-pub fn teardown(cage: &Cage, owner: &Owner) -> Result<(), RunError> {
-    teardown_with(cage, owner, || {}).map(|_| ())
 }

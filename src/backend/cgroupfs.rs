@@ -5,7 +5,6 @@ use crate::cgroup::{Cage, Placement};
 use crate::error::{RunError, error_chain};
 use crate::registry;
 use crate::spawn;
-use crate::teardown::teardown;
 
 /// Reaps the bot's orphans, makes the cage with its limits, and starts the child in it.
 pub(super) fn create(placement: &Placement, req: Request<'_>) -> Result<Created, RunError> {
@@ -29,7 +28,7 @@ pub(super) fn create(placement: &Placement, req: Request<'_>) -> Result<Created,
     let cage = Cage::create(placement, name, policy)?;
     if let Some(c) = &credentials {
         if let Err(e) = cage.delegate_to(c.uid, c.gid) {
-            let _ = teardown(&cage, &Owner::Cgroupfs);
+            let _ = Owner::Cgroupfs.discard(&cage);
             return Err(e.into());
         }
     }
@@ -54,7 +53,7 @@ pub(super) fn create(placement: &Placement, req: Request<'_>) -> Result<Created,
             owner: Owner::Cgroupfs,
         }),
         Err(e) => {
-            if let Err(re) = teardown(&cage, &Owner::Cgroupfs) {
+            if let Err(re) = Owner::Cgroupfs.discard(&cage) {
                 crate::warning!("{}", error_chain(&re));
             }
             Err(e.into())

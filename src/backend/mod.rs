@@ -10,10 +10,11 @@ mod scope;
 
 use std::ffi::OsString;
 use std::path::Path;
+use std::time::Duration;
 
 use nix::sys::signal::SigSet;
 
-use crate::cgroup::{self, Cage, Hierarchy};
+use crate::cgroup::{self, Cage, CgroupError, Hierarchy};
 use crate::error::RunError;
 use crate::policy::{self, Policy};
 use crate::spawn;
@@ -36,10 +37,39 @@ pub enum Owner {
     Systemd(crate::systemd::Manager),
 }
 
+/// How long a killed cage is given to empty.
+const EMPTY_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Owner {
+    /// Kills what is left in the cage, waits until it is empty, calls `reap` (zombies of the
+    /// cage reparented to claude-cage), reads `memory.peak` while the cgroup still exists,
+    /// removes the cage's cgroups and gives the cage back ([`Owner::release`]).
+    pub fn end(&self, cage: &Cage, reap: impl FnOnce()) -> Result<Option<u64>, RunError> {
+        if cage.populated()? {
+            cage.kill()?;
+        }
+        let empty = cage.wait_empty(EMPTY_TIMEOUT)?;
+        reap();
+        let peak = cage.memory_peak();
+        if !empty {
+            return Err(CgroupError::StillPopulated {
+                path: cage.dir.clone(),
+            }
+            .into());
+        }
+        cage.remove()?;
+        self.release(cage)?;
+        Ok(peak)
+    }
+
+    /// Ends a cage whose child never ran: kill, remove, release.
+    pub fn discard(&self, cage: &Cage) -> Result<(), RunError> {
+        self.end(cage, || {}).map(|_| ())
+    }
+
     /// Gives the emptied cage back to its owner: nothing for cgroupfs (already removed), a
     /// stopped unit for systemd.
-    pub fn release(&self, cage: &Cage) -> Result<(), RunError> {
+    fn release(&self, cage: &Cage) -> Result<(), RunError> {
         match (self, &cage.unit) {
             #[cfg(feature = "systemd")]
             // systemd stops an emptied scope by itself and removes its cgroup

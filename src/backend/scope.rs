@@ -12,7 +12,6 @@ use crate::error::RunError;
 use crate::policy::Controller;
 use crate::spawn;
 use crate::sys;
-use crate::teardown::teardown;
 
 /// Creates the cage as a transient scope of the service manager. systemd moves the cage's
 /// holder (`sys::spawn_holder`) into the new scope; claude-cage moves it on into `<scope>/hold`,
@@ -112,7 +111,7 @@ pub(super) fn create(
                     p.cancel();
                 }
                 drop(holder);
-                let _ = teardown(&cage, &Owner::Systemd(manager));
+                let _ = Owner::Systemd(manager).discard(&cage);
                 Err(e)
             }
         };

@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::cgroup::fs;
+pub use crate::cli::Format;
 use crate::registry::Found;
 use crate::units::Bytes;
 
@@ -86,14 +87,6 @@ pub fn row(f: &Found, now_ms: u64) -> Row {
         policy: f.record.as_ref().map(|r| r.policy.clone()),
         state_file: f.record.is_some(),
     }
-}
-
-/// Output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
-    Prometheus,
 }
 
 /// The `ps` command.
