@@ -13,11 +13,16 @@ use nix::sys::stat::{SFlag, fstat};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+mod deadlines;
+mod watch;
+
 use crate::alerts::Alerts;
-use crate::cgroup::{Cage, Counters, fs};
-use crate::events::{Event, EventLog};
+use crate::cgroup::{Cage, Counters};
+use crate::events::EventLog;
 use crate::spawn::Child;
 use crate::sys;
+use deadlines::{Deadlines, timeout_until};
+use watch::{Watch, report_counters, watch_counters};
 
 /// Signals claude-cage passes on to the child.
 pub const FORWARDED: [Signal; 7] = [
@@ -112,41 +117,6 @@ pub struct Lifetime {
 pub struct Starter {
     pub pid: Pid,
     pub pidfd: OwnedFd,
-}
-
-struct Watch {
-    /// memory.events and pids.events, opened once: kernfs signals POLLPRI when one changes, and
-    /// a read through the descriptor re-arms it. (Not inotify: closing an inotify instance that
-    /// holds a watch waits for an SRCU grace period, 4-20 ms, on every cage's exit.)
-    files: Vec<std::fs::File>,
-    seen: Counters,
-    /// `memory.peak` as of the last counter change (an OOM kill changes the counters before
-    /// the cage dies).
-    peak: Option<u64>,
-}
-
-impl Watch {
-    /// Whether a watched file changed since the last call (without blocking); re-arms them.
-    fn changed(&mut self) -> bool {
-        use std::io::{Read, Seek};
-        let mut fds: Vec<PollFd> = self
-            .files
-            .iter()
-            .map(|f| PollFd::new(f.as_fd(), PollFlags::POLLPRI))
-            .collect();
-        let any = poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0);
-        drop(fds);
-        if any {
-            let mut buf = Vec::new();
-            // A file whose cgroup is gone polls ready for ever (and reads ENODEV): it is
-            // dropped rather than left to spin the loop.
-            self.files.retain_mut(|f| {
-                buf.clear();
-                f.rewind().is_ok() && f.read_to_end(&mut buf).is_ok()
-            });
-        }
-        any
-    }
 }
 
 /// Supervises `child` in `cage` until it has been reaped.
@@ -255,72 +225,6 @@ pub fn supervise(
                 cause.get_or_insert(why);
                 kill(cage, &mut killed, why);
             }
-        }
-    }
-}
-
-/// The lifetime's deadlines. A deadline past what `Instant` can hold is never reached.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Deadlines {
-    /// `max-runtime` after the start.
-    runtime: Option<Instant>,
-    /// `stdin-eof-grace` after stdin was closed.
-    eof: Option<Instant>,
-    /// `term-grace` after the first terminating signal, and that signal.
-    term: Option<(Instant, Signal)>,
-}
-
-impl Deadlines {
-    fn start(start: Instant, lifetime: &Lifetime) -> Deadlines {
-        Deadlines {
-            runtime: lifetime.max_runtime.and_then(|d| start.checked_add(d)),
-            ..Deadlines::default()
-        }
-    }
-
-    /// Stdin was closed: the grace runs from now.
-    fn stdin_closed(&mut self, now: Instant, grace: Duration) {
-        self.eof = now.checked_add(grace);
-    }
-
-    /// A terminating signal was forwarded: the first one sets term-grace.
-    fn terminating(&mut self, now: Instant, grace: Duration, sig: Signal) {
-        if self.term.is_none() {
-            self.term = now.checked_add(grace).map(|d| (d, sig));
-        }
-    }
-
-    /// The nearest deadline.
-    fn next(&self) -> Option<Instant> {
-        [self.runtime, self.eof, self.term.map(|(d, _)| d)]
-            .into_iter()
-            .flatten()
-            .min()
-    }
-
-    /// Why the cage must be killed at `now`, if a deadline has passed: max-runtime first, then
-    /// stdin's grace, then term-grace.
-    fn due(&self, now: Instant) -> Option<Cause> {
-        if self.runtime.is_some_and(|d| now >= d) {
-            Some(Cause::Timeout)
-        } else if self.eof.is_some_and(|d| now >= d) {
-            Some(Cause::StdinClosed)
-        } else {
-            self.term
-                .filter(|&(d, _)| now >= d)
-                .map(|(_, sig)| Cause::Terminated(sig))
-        }
-    }
-}
-
-/// The poll(2) timeout until `deadline`: none without one, rounded up to the next millisecond
-/// so that the loop does not wake a millisecond early and spin.
-fn timeout_until(deadline: Option<Instant>, now: Instant) -> PollTimeout {
-    match deadline {
-        None => PollTimeout::NONE,
-        Some(d) => {
-            let ms = d.saturating_duration_since(now).as_millis();
-            PollTimeout::try_from((ms + 1).min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
         }
     }
 }
@@ -474,122 +378,10 @@ pub fn reap(child: Pid, status: &mut Option<ChildEnd>, mut other: impl FnMut(Pid
     }
 }
 
-/// Watches the cage's `memory.events` and `pids.events`; kernfs signals POLLPRI on every
-/// counter change (rate-limited), so throttling, OOM kills and refused forks are reported as
-/// they happen without polling.
-fn watch_counters(cage: &Cage) -> Option<Watch> {
-    // A refused fork is counted in the forking process's own cgroup on older kernels (see
-    // `Cage::refused_forks`), so `main`'s pids.events is watched too.
-    let files: Vec<std::fs::File> = [
-        cage.dir.join(fs::MEMORY_EVENTS),
-        cage.dir.join(fs::PIDS_EVENTS),
-        cage.main.join(fs::PIDS_EVENTS),
-    ]
-    .iter()
-    .filter_map(|p| std::fs::File::open(p).ok())
-    .collect();
-    (!files.is_empty()).then(|| Watch {
-        files,
-        seen: Counters::default(),
-        peak: None,
-    })
-}
-
-/// Emits an event for each counter that rose since the last look, and hands OOM kills and
-/// refused forks to the alert hook. `memory-high` is emitted when throttling begins (the first
-/// rise), not for each of the thousands of throttled allocations; `pids-max` likewise.
-///
-/// Counters never go backwards here: a cage whose directory is already gone (a systemd scope
-/// stopped once empty) reads as zero, and what was seen before stands.
-fn report_counters(cage: &Cage, w: &mut Watch, alerts: &mut Alerts, log: &mut EventLog) {
-    let now = cage.counters().merge(w.seen);
-    w.peak = cage.memory_peak().max(w.peak);
-    if now.high > w.seen.high && w.seen.high == 0 {
-        log.emit(&Event::MemoryHigh { count: now.high });
-    }
-    if now.oom_kill > w.seen.oom_kill {
-        let line = log.emit(&Event::OomKill {
-            oom_kills: now.oom_kill,
-        });
-        alerts.fire(line, "oom-kill");
-    }
-    if now.pids_max > w.seen.pids_max && w.seen.pids_max == 0 {
-        let line = log.emit(&Event::PidsMax {
-            count: now.pids_max,
-        });
-        alerts.fire(line, "pids-max");
-    }
-    w.seen = now;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn lifetime(max_runtime: Option<Duration>) -> Lifetime {
-        Lifetime {
-            max_runtime,
-            stdin_eof_grace: Some(Duration::from_secs(10)),
-            term_grace: Duration::from_secs(3),
-        }
-    }
-
-    /// The deadlines in the order the loop honours them, and the one it wakes for.
-    #[test]
-    fn deadlines() {
-        let t0 = Instant::now();
-        let s = Duration::from_secs;
-        let mut d = Deadlines::start(t0, &lifetime(Some(s(60))));
-        assert_eq!(d.next(), Some(t0 + s(60)));
-        assert_eq!(d.due(t0 + s(59)), None);
-        assert_eq!(d.due(t0 + s(60)), Some(Cause::Timeout));
-
-        d.terminating(t0 + s(1), s(3), Signal::SIGTERM);
-        // Only the first terminating signal sets term-grace.
-        d.terminating(t0 + s(2), s(3), Signal::SIGINT);
-        assert_eq!(d.next(), Some(t0 + s(4)));
-        assert_eq!(d.due(t0 + s(3)), None);
-        assert_eq!(d.due(t0 + s(4)), Some(Cause::Terminated(Signal::SIGTERM)));
-
-        d.stdin_closed(t0 + s(2), s(1));
-        assert_eq!(d.next(), Some(t0 + s(3)));
-        // Several due at once: max-runtime before stdin's grace before term-grace.
-        assert_eq!(d.due(t0 + s(3)), Some(Cause::StdinClosed));
-        assert_eq!(d.due(t0 + s(60)), Some(Cause::Timeout));
-
-        assert_eq!(Deadlines::start(t0, &lifetime(None)).next(), None);
-    }
-
-    /// A duration past what `Instant` holds is a deadline never reached, not a panic with the
-    /// cage already made.
-    #[test]
-    fn a_huge_duration_is_never_due() {
-        let t0 = Instant::now();
-        let huge = Duration::from_secs(u64::MAX);
-        let mut d = Deadlines::start(t0, &lifetime(Some(huge)));
-        d.terminating(t0, huge, Signal::SIGTERM);
-        d.stdin_closed(t0, huge);
-        assert_eq!(d, Deadlines::default());
-        assert_eq!(d.next(), None);
-        assert_eq!(timeout_until(d.next(), t0), PollTimeout::NONE);
-    }
-
-    #[test]
-    fn timeouts_round_up() {
-        let t0 = Instant::now();
-        assert_eq!(timeout_until(None, t0), PollTimeout::NONE);
-        assert_eq!(timeout_until(Some(t0), t0), PollTimeout::from(1u8));
-        let in_2500us = t0 + Duration::from_micros(2500);
-        assert_eq!(timeout_until(Some(in_2500us), t0), PollTimeout::from(3u8));
-        // A deadline passed long ago wakes the loop at once, plus the rounding.
-        assert_eq!(
-            timeout_until(Some(t0), t0 + Duration::from_secs(5)),
-            PollTimeout::from(1u8)
-        );
-        // One beyond poll(2)'s range waits as long as poll can.
-        let far = t0 + Duration::from_secs(100 * 24 * 3600);
-        assert_eq!(timeout_until(Some(far), t0), PollTimeout::MAX);
-    }
+    use crate::cgroup::fs;
 
     /// A failed `cgroup.kill` is a warning, never a second "claude-cage: " line beside the one
     /// that says why the cage ended (the Agent SDK shows the bot the end of stderr).
