@@ -2,15 +2,15 @@
 //! and flushed as it happens, so a log shipper or a Python bot can follow the file. Human
 //! messages go to stderr and never here. The schema is documented in `docs/events.md`.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
 use crate::cgroup::Applied;
+use crate::trust::{Dir, Writers};
 use crate::units::Limit;
 
 /// Why a cage ended.
@@ -164,27 +164,15 @@ pub struct EventLog {
 
 impl EventLog {
     /// Opens `target` for appending ("-" is stderr; `None` writes nothing). A missing directory
-    /// is created.
+    /// is created. claude-cage may run as root: the file is opened through its directory's
+    /// handle (`trust`), so it is refused when it is a symbolic link or not a regular file (a
+    /// FIFO would block the run), or when it or any directory on its way can be written by a
+    /// user other than root and the one claude-cage runs as (who could swap it for a link).
     pub fn open(target: Option<&str>) -> std::io::Result<EventLog> {
         let sink = match target {
             None => None,
             Some("-") => Some(Sink::Stderr),
-            Some(path) => {
-                if let Some(dir) = Path::new(path)
-                    .parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                {
-                    std::fs::create_dir_all(dir)?;
-                }
-                Some(Sink::File(
-                    OpenOptions::new()
-                        .append(true)
-                        .create(true)
-                        .mode(0o640)
-                        .custom_flags(libc::O_CLOEXEC)
-                        .open(path)?,
-                ))
-            }
+            Some(path) => Some(Sink::File(open_file(Path::new(path))?)),
         };
         Ok(EventLog {
             sink,
@@ -225,6 +213,31 @@ impl EventLog {
         }
         buf
     }
+}
+
+/// Opens the events file `path` for appending, through its directory's handle.
+fn open_file(path: &Path) -> std::io::Result<File> {
+    let path = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(path)
+    };
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a file name",
+        ));
+    };
+    let me = nix::unistd::Uid::effective().as_raw();
+    let dir = Dir::open(
+        dir,
+        Writers {
+            owners: &[me],
+            last: None,
+        },
+        Some(0o755),
+    )?;
+    dir.append(Path::new(name), 0o640)
 }
 
 /// Formats a time as RFC 3339 in UTC with milliseconds: "2026-11-22T04:05:06.123Z".

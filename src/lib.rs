@@ -21,4 +21,5 @@ pub mod sys;
 #[cfg(feature = "systemd")]
 pub mod systemd;
 pub mod teardown;
+pub mod trust;
 pub mod units;

@@ -11,7 +11,7 @@ use nix::unistd::Pid;
 
 use crate::cgroup::id::{cage_pid, scope_cage_id, split_id};
 use crate::cgroup::{Cage, CgroupError, Hierarchy, fs};
-use crate::state::{self, Record};
+use crate::state::{self, Origin, Record, StateFile};
 
 /// What a cage is doing, as far as claude-cage can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +49,7 @@ pub struct Found {
     pub bot: String,
     pub dir: PathBuf,
     pub record: Option<Record>,
-    pub state_path: Option<PathBuf>,
+    pub state_file: Option<StateFile>,
     pub state: CageState,
 }
 
@@ -64,9 +64,84 @@ impl Found {
 pub struct Survey {
     pub cages: Vec<Found>,
     /// State files whose cage no longer exists.
-    pub stale: Vec<PathBuf>,
+    pub stale: Vec<StateFile>,
     /// State files that could not be read, with the reason.
-    pub unreadable: Vec<(PathBuf, String)>,
+    pub unreadable: Vec<(StateFile, String)>,
+    /// Records from another user's directory that name a cage that is not that user's: never
+    /// believed, never removed, reported.
+    pub untrusted: Vec<(StateFile, String)>,
+}
+
+/// Whether a record may speak for the cage in `dir`. The reader's own records always may;
+/// another user's (root reading `/run/user/<uid>/claude-cage`) only for a cage whose cgroup
+/// that user owns, and whose supervisor, if alive, runs as that user. A record can claim that a
+/// cage is orphaned; believed from the wrong user, it would make root's `reap` kill a cage that
+/// is not theirs.
+fn may_speak_for(f: &StateFile, r: &Record, id: &str, dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let Origin::User(uid) = f.origin else {
+        return Ok(());
+    };
+    let owner = std::fs::symlink_metadata(dir)
+        .map(|m| m.uid())
+        .map_err(|e| format!("its cgroup {} cannot be read: {e}", dir.display()))?;
+    if owner != uid {
+        return Err(format!(
+            "it names cage {id}, whose cgroup belongs to uid {owner}, not uid {uid}"
+        ));
+    }
+    let runs_as = |pid: i32| {
+        std::fs::metadata(format!("/proc/{pid}"))
+            .map(|m| m.uid())
+            .ok()
+    };
+    if state::supervisor_alive(r) && runs_as(r.supervisor_pid) != Some(uid) {
+        return Err(format!(
+            "its supervisor (pid {}) does not run as uid {uid}",
+            r.supervisor_pid
+        ));
+    }
+    // The supervisor that made the cage is the pid in its id: alive since before the cage and
+    // running as another user, it is that user's cage, whatever the record claims.
+    if let Some((_, pid)) = split_id(id) {
+        let made_it = matches!(
+            (started_at(Pid::from_raw(pid)), created_at(dir)),
+            (Some(p), Some(c)) if p <= c + Duration::from_secs(1)
+        );
+        if made_it && runs_as(pid).is_some_and(|u| u != uid) {
+            return Err(format!(
+                "cage {id} was made by pid {pid}, which does not run as uid {uid}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The record that speaks for the cage `id` in `dir`, taken out of `candidates` (the reader's
+/// own first); another user's record that may not speak for it goes to `untrusted`.
+fn claim(
+    candidates: &mut Vec<(StateFile, Record)>,
+    id: &str,
+    dir: &Path,
+    untrusted: &mut Vec<(StateFile, String)>,
+) -> Option<(StateFile, Record)> {
+    let mut i = 0;
+    while i < candidates.len() {
+        let (f, r) = &candidates[i];
+        // Same id elsewhere in the tree: not this cage's file.
+        if r.cgroup != dir {
+            i += 1;
+            continue;
+        }
+        match may_speak_for(f, r, id, dir) {
+            Ok(()) => return Some(candidates.remove(i)),
+            Err(why) => {
+                let (f, _) = candidates.remove(i);
+                untrusted.push((f, why));
+            }
+        }
+    }
+    None
 }
 
 /// How deep to look for cages below the cgroup2 mount (a bot under a delegated service is at
@@ -75,14 +150,12 @@ const MAX_DEPTH: usize = 12;
 
 /// Walks the cgroup tree for cages and joins them with the state files.
 pub fn survey(h: &Hierarchy) -> Survey {
-    let mut records: HashMap<String, (PathBuf, Record)> = HashMap::new();
+    let mut records: HashMap<String, Vec<(StateFile, Record)>> = HashMap::new();
     let mut out = Survey::default();
-    for (path, r) in state::all() {
+    for (f, r) in state::all() {
         match r {
-            Ok(rec) => {
-                records.insert(rec.cage.clone(), (path, rec));
-            }
-            Err(e) => out.unreadable.push((path, e.to_string())),
+            Ok(rec) => records.entry(rec.cage.clone()).or_default().push((f, rec)),
+            Err(e) => out.unreadable.push((f, e.to_string())),
         }
     }
     let mut stack = vec![(h.mount.clone(), 0usize)];
@@ -108,15 +181,10 @@ pub fn survey(h: &Hierarchy) -> Survey {
                     .and_then(|id| split_id(id).map(|(bot, _)| (id.to_owned(), bot.to_owned())))
             };
             if let Some((name, bot)) = cage {
-                let (state_path, record) = match records.remove(&name) {
-                    Some((p, r)) if r.cgroup == e.path() => (Some(p), Some(r)),
-                    Some((p, r)) => {
-                        // Same id elsewhere in the tree: not this cage's file.
-                        records.insert(name.clone(), (p, r));
-                        (None, None)
-                    }
-                    None => (None, None),
-                };
+                let claimed = records
+                    .get_mut(&name)
+                    .and_then(|c| claim(c, &name, &e.path(), &mut out.untrusted));
+                let (state_file, record) = claimed.unzip();
                 let state = classify(&bot, &name, &e.path(), record.as_ref());
                 if state == CageState::Foreign {
                     continue;
@@ -126,7 +194,7 @@ pub fn survey(h: &Hierarchy) -> Survey {
                     bot,
                     dir: e.path(),
                     record,
-                    state_path,
+                    state_file,
                     state,
                 });
             } else if depth < MAX_DEPTH {
@@ -135,8 +203,8 @@ pub fn survey(h: &Hierarchy) -> Survey {
         }
     }
     out.cages.sort_by(|a, b| a.id.cmp(&b.id));
-    out.stale = records.into_values().map(|(p, _)| p).collect();
-    out.stale.sort();
+    out.stale = records.into_values().flatten().map(|(f, _)| f).collect();
+    out.stale.sort_by_key(StateFile::path);
     out
 }
 
@@ -157,23 +225,19 @@ pub fn survey_bot(bot_dir: &Path) -> Vec<Found> {
         if !e.file_type().is_ok_and(|t| t.is_dir()) || cage_pid(&bot, &id).is_none() {
             continue;
         }
-        let found = dirs.iter().map(|d| state::path_in(d, &id)).find_map(|p| {
-            state::read(&p)
-                .ok()
-                .filter(|r| r.cgroup == e.path())
-                .map(|r| (p, r))
-        });
-        let (state_path, record) = match found {
-            Some((p, r)) => (Some(p), Some(r)),
-            None => (None, None),
-        };
+        let mut candidates: Vec<(StateFile, Record)> = dirs
+            .iter()
+            .filter_map(|d| d.find(&id))
+            .filter_map(|(f, r)| r.ok().map(|r| (f, r)))
+            .collect();
+        let (state_file, record) = claim(&mut candidates, &id, &e.path(), &mut Vec::new()).unzip();
         let state = classify(&bot, &id, &e.path(), record.as_ref());
         out.push(Found {
             id,
             bot: bot.clone(),
             dir: e.path(),
             record,
-            state_path,
+            state_file,
             state,
         });
     }
@@ -185,8 +249,8 @@ pub fn survey_bot(bot_dir: &Path) -> Vec<Found> {
 /// state file stays when the cage could not be removed, so that `reap` finds it again.
 pub fn dispose(found: &Found, timeout: Duration) -> Result<usize, CgroupError> {
     let n = Cage::at(found.dir.clone()).kill_and_remove(timeout)?;
-    if let Some(p) = &found.state_path {
-        let _ = std::fs::remove_file(p);
+    if let Some(f) = &found.state_file {
+        let _ = f.remove();
     }
     Ok(n)
 }

@@ -3,11 +3,14 @@
 //! removed when the cage is gone. `ps`, `kill` and `reap` read them; a state file without a cage
 //! or a cage without a state file is reported, never fatal.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use nix::unistd::{Pid, Uid};
 use serde::{Deserialize, Serialize};
+
+use crate::trust::{Dir, Writers};
 
 /// What a state file records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,48 +44,196 @@ pub fn own_dir() -> PathBuf {
     }
 }
 
-/// Every state directory this user may read: root also reads each user's, in
-/// `/run/user/*/claude-cage` and in `/tmp/claude-cage-<uid>` (a service without
-/// `$XDG_RUNTIME_DIR`) when that directory belongs to that uid.
-pub fn readable_dirs() -> Vec<PathBuf> {
-    let mut dirs = vec![own_dir()];
-    if Uid::effective().is_root() {
-        if let Ok(rd) = std::fs::read_dir("/run/user") {
-            dirs.extend(rd.flatten().map(|e| e.path().join("claude-cage")));
+/// The largest state file read: a record holds the command line, which an Agent SDK fills with
+/// prompts and settings, so the cap is generous, but a file is never read without one.
+const MAX_RECORD: u64 = 1 << 20;
+
+/// Whose directory a state file was found in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The reader's own: its records are the reader's own word.
+    Own,
+    /// Another user's (root reading `/run/user/<uid>/claude-cage`): its records are that user's
+    /// claims, which count only for that user's cages (`registry`).
+    User(u32),
+}
+
+/// A state directory, opened through its handle.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    dir: Rc<Dir>,
+    pub origin: Origin,
+}
+
+/// A state file: a name in an opened state directory, never a path to follow again.
+#[derive(Debug, Clone)]
+pub struct StateFile {
+    dir: Rc<Dir>,
+    name: PathBuf,
+    pub origin: Origin,
+}
+
+impl StateFile {
+    /// Removes the file from the directory it was found in.
+    pub fn remove(&self) -> io::Result<()> {
+        self.dir.unlink(&self.name)
+    }
+
+    /// The file's path, for messages.
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join(&self.name)
+    }
+}
+
+impl std::fmt::Display for StateFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.path().display().fmt(f)
+    }
+}
+
+impl StateDir {
+    /// The state file of `cage` in this directory, read; `None` when there is none.
+    pub fn find(&self, cage: &str) -> Option<(StateFile, io::Result<Record>)> {
+        let name = file_name(cage);
+        let f = StateFile {
+            dir: self.dir.clone(),
+            name,
+            origin: self.origin,
+        };
+        match read(&self.dir, &f.name) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            r => Some((f, r)),
         }
-        if let Ok(rd) = std::fs::read_dir("/tmp") {
-            use std::os::unix::fs::MetadataExt;
-            for e in rd.flatten() {
-                let name = e.file_name();
-                let Some(uid) = name
-                    .to_str()
-                    .and_then(|n| n.strip_prefix("claude-cage-"))
-                    .and_then(|u| u.parse::<u32>().ok())
-                else {
-                    continue;
-                };
-                if e.path()
-                    .symlink_metadata()
-                    .is_ok_and(|m| m.is_dir() && m.uid() == uid)
-                {
-                    dirs.push(e.path());
-                }
+    }
+
+    /// Every state file in the directory, read.
+    pub fn all(&self) -> Vec<(StateFile, io::Result<Record>)> {
+        let names = self.dir.names().unwrap_or_default();
+        names
+            .into_iter()
+            .filter(|n| {
+                let n = n.to_string_lossy();
+                n.ends_with(".json") && !n.starts_with('.')
+            })
+            .map(|n| {
+                let name = PathBuf::from(n);
+                let r = read(&self.dir, &name);
+                (
+                    StateFile {
+                        dir: self.dir.clone(),
+                        name,
+                        origin: self.origin,
+                    },
+                    r,
+                )
+            })
+            .collect()
+    }
+}
+
+fn file_name(cage: &str) -> PathBuf {
+    PathBuf::from(format!("{cage}.json"))
+}
+
+fn me() -> u32 {
+    Uid::effective().as_raw()
+}
+
+/// Every state directory this user may read, opened: its own and, for root, each user's, in
+/// `/run/user/<uid>/claude-cage` and in `/tmp/claude-cage-<uid>` (a service without
+/// `$XDG_RUNTIME_DIR`). A user's directory counts only when it and every directory on the way
+/// belong to root or that user and no one else can write them (`trust`).
+pub fn readable_dirs() -> Vec<StateDir> {
+    let own = |path: &Path| {
+        Dir::open(
+            path,
+            Writers {
+                owners: &[me()],
+                last: Some(me()),
+            },
+            None,
+        )
+    };
+    let mut dirs: Vec<StateDir> = own(&own_dir())
+        .ok()
+        .map(|d| StateDir {
+            dir: Rc::new(d),
+            origin: Origin::Own,
+        })
+        .into_iter()
+        .collect();
+    if !Uid::effective().is_root() {
+        return dirs;
+    }
+    let mut users: Vec<(u32, PathBuf)> = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/run/user") {
+        for e in rd.flatten() {
+            if let Some(uid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) {
+                users.push((uid, e.path().join("claude-cage")));
             }
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir("/tmp") {
+        for e in rd.flatten() {
+            let name = e.file_name();
+            if let Some(uid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("claude-cage-"))
+                .and_then(|u| u.parse::<u32>().ok())
+            {
+                users.push((uid, e.path()));
+            }
+        }
+    }
+    for (uid, path) in users {
+        if uid == 0 {
+            continue;
+        }
+        let opened = Dir::open(
+            &path,
+            Writers {
+                owners: &[uid],
+                last: Some(uid),
+            },
+            None,
+        );
+        if let Ok(d) = opened {
+            dirs.push(StateDir {
+                dir: Rc::new(d),
+                origin: Origin::User(uid),
+            });
         }
     }
     dirs
 }
 
-/// The path of a cage's state file in `dir`.
-pub fn path_in(dir: &Path, cage: &str) -> PathBuf {
-    dir.join(format!("{cage}.json"))
+/// Writes the record atomically into this user's own state directory (made, mode 0700, when
+/// missing): a temporary file renamed over the final name, so a reader never sees half a file.
+pub fn write(record: &Record) -> io::Result<StateFile> {
+    let dir = Dir::open(
+        &own_dir(),
+        Writers {
+            owners: &[me()],
+            last: Some(me()),
+        },
+        Some(0o700),
+    )?;
+    let name = file_name(&record.cage);
+    let mut bytes = serde_json::to_vec(record).map_err(io::Error::other)?;
+    bytes.push(b'\n');
+    dir.write_atomic(&name, &bytes, 0o600)?;
+    Ok(StateFile {
+        dir: Rc::new(dir),
+        name,
+        origin: Origin::Own,
+    })
 }
 
 /// Records a cage in this user's state directory; a failure is a warning (`ps` then shows the
 /// cage without its command), never the end of the run.
-pub fn record(r: &Record) -> Option<PathBuf> {
-    match write(&own_dir(), r) {
-        Ok(p) => Some(p),
+pub fn record(r: &Record) -> Option<StateFile> {
+    match write(r) {
+        Ok(f) => Some(f),
         Err(e) => {
             crate::warning!(
                 "failed to write the state file in {}: {e}; `ps` will show the cage without its command",
@@ -93,73 +244,16 @@ pub fn record(r: &Record) -> Option<PathBuf> {
     }
 }
 
-/// Writes the record atomically: a temporary file renamed over the final name, so a reader
-/// never sees half a file.
-pub fn write(dir: &Path, record: &Record) -> io::Result<PathBuf> {
-    create_private_dir(dir)?;
-    let path = path_in(dir, &record.cage);
-    let tmp = dir.join(format!(".{}.json.tmp", record.cage));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&serde_json::to_vec(record).map_err(io::Error::other)?)?;
-    f.write_all(b"\n")?;
-    drop(f);
-    std::fs::rename(&tmp, &path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })?;
-    Ok(path)
+/// Reads one state file of an opened directory: a regular file of at most [`MAX_RECORD`] bytes.
+fn read(dir: &Dir, name: &Path) -> io::Result<Record> {
+    let bytes = dir.read(name, MAX_RECORD)?;
+    serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// Creates the state directory (mode 0700) and makes sure it is this user's own: in /tmp,
-/// another user could have made it first.
-fn create_private_dir(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    match std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-    {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
-    let meta = std::fs::symlink_metadata(dir)?;
-    if !meta.is_dir() || meta.uid() != Uid::effective().as_raw() {
-        return Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!(
-                "{} is not a directory owned by uid {}",
-                dir.display(),
-                Uid::effective()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Reads one state file.
-pub fn read(path: &Path) -> io::Result<Record> {
-    let text = std::fs::read_to_string(path)?;
-    serde_json::from_str(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-}
-
-/// Every state file in the readable directories, with its record or the reason it is unreadable.
-pub fn all() -> Vec<(PathBuf, io::Result<Record>)> {
-    let mut out = Vec::new();
-    for dir in readable_dirs() {
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            if name.ends_with(".json") && !name.starts_with('.') {
-                let r = read(&p);
-                out.push((p, r));
-            }
-        }
-    }
-    out
+/// Every state file in the readable directories, with its record or the reason it is
+/// unreadable; the reader's own directory first.
+pub fn all() -> Vec<(StateFile, io::Result<Record>)> {
+    readable_dirs().iter().flat_map(StateDir::all).collect()
 }
 
 /// A process's start time in clock ticks since boot, or `None` if it does not exist.
@@ -194,9 +288,8 @@ mod tests {
 
     #[test]
     fn round_trip_and_atomic_write() {
-        let dir = std::env::temp_dir().join(format!("claude-cage-state-{}", std::process::id()));
         let r = Record {
-            cage: "bot-1-1".into(),
+            cage: format!("state-test-{}-1", std::process::id()),
             bot: "bot".into(),
             cgroup: "/sys/fs/cgroup/bot/bot-1-1".into(),
             supervisor_pid: std::process::id() as i32,
@@ -207,23 +300,27 @@ mod tests {
             started_ms: 1,
             events: None,
         };
-        let p = write(&dir, &r).unwrap();
-        assert_eq!(read(&p).unwrap(), r);
+        let f = write(&r).unwrap();
+        let own = readable_dirs()
+            .into_iter()
+            .find(|d| d.origin == Origin::Own)
+            .unwrap();
+        let found = own.find(&r.cage).map(|(f, r)| (f.path(), r.ok()));
+        let tmp_left = std::fs::read_dir(own_dir()).unwrap().flatten().any(|e| {
+            e.file_name().to_string_lossy().contains(&r.cage)
+                && e.file_name().to_string_lossy().ends_with(".tmp")
+        });
+        f.remove().unwrap();
+        assert_eq!(
+            found,
+            Some((own_dir().join(format!("{}.json", r.cage)), Some(r.clone())))
+        );
+        assert!(!tmp_left, "no temporary file left");
+        assert!(own.find(&r.cage).is_none(), "removed");
         assert!(supervisor_alive(&r));
         assert!(!supervisor_alive(&Record {
             supervisor_start: r.supervisor_start + 1,
             ..r.clone()
         }));
-        let names: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        assert_eq!(
-            names,
-            vec![std::ffi::OsString::from("bot-1-1.json")],
-            "no temporary file left"
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -654,6 +654,42 @@ pub fn send_raw_signal(pid: Pid, signo: libc::c_int) -> io::Result<()> {
     }
 }
 
+/// `openat(2)` relative to a directory handle, into an owned descriptor; `O_CLOEXEC` always.
+pub fn openat(
+    dir: BorrowedFd<'_>,
+    name: &std::path::Path,
+    flags: nix::fcntl::OFlag,
+    mode: nix::sys::stat::Mode,
+) -> io::Result<OwnedFd> {
+    let fd = nix::fcntl::openat(
+        Some(dir.as_raw_fd()),
+        name,
+        flags | nix::fcntl::OFlag::O_CLOEXEC,
+        mode,
+    )?;
+    // SAFETY: openat(2) returned a new file descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `pidfd_send_signal(2)` with a raw signal number (a real-time signal `Signal` cannot name).
+pub fn pidfd_send_raw_signal(pidfd: BorrowedFd<'_>, signo: libc::c_int) -> io::Result<()> {
+    // SAFETY: a valid pidfd, a signal number (the kernel checks it), no siginfo, no flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signo,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,6 @@
 //! is empty, read its final figures, remove its cgroups and give it back to its owner; the state
 //! file goes last, and stays when the cage could not be removed, so that `reap` finds it.
 
-use std::path::Path;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -12,6 +11,7 @@ use crate::alerts::Alerts;
 use crate::backend::Owner;
 use crate::cgroup::{self, Cage, Counters};
 use crate::error::error_chain;
+use crate::state::StateFile;
 use crate::supervise::{self, ChildEnd, Outcome};
 
 /// What is known of a cage once it is gone.
@@ -33,7 +33,7 @@ pub fn finish(
     mut outcome: Outcome,
     child: Pid,
     alerts: &mut Alerts,
-    state_file: Option<&Path>,
+    state_file: Option<&StateFile>,
 ) -> Ended {
     settle_oom_group(cage, &mut outcome);
     // Counters only grow: a systemd scope may already be gone, and then reads as zero.
@@ -49,8 +49,8 @@ pub fn finish(
     match &cleanup {
         Err(e) => crate::warning!("{}", error_chain(e)),
         Ok(_) => {
-            if let Some(p) = state_file {
-                let _ = std::fs::remove_file(p);
+            if let Some(f) = state_file {
+                let _ = f.remove();
             }
         }
     }
@@ -63,11 +63,11 @@ pub fn finish(
 }
 
 /// Ends a cage whose child never ran (its go failed): kills and removes it, then its state file.
-pub fn abandon(cage: &Cage, owner: &Owner, state_file: Option<&Path>) {
+pub fn abandon(cage: &Cage, owner: &Owner, state_file: Option<&StateFile>) {
     if let Err(e) = owner.discard(cage) {
         crate::warning!("{}", error_chain(&e));
-    } else if let Some(p) = state_file {
-        let _ = std::fs::remove_file(p);
+    } else if let Some(f) = state_file {
+        let _ = f.remove();
     }
 }
 

@@ -205,7 +205,9 @@ fn ask_supervisor(f: &Found) -> Result<Option<(Pid, std::os::fd::OwnedFd)>, Stri
                 .any(|g| g.id == f.id && g.state == CageState::Starting),
         };
         if still {
-            sys::send_raw_signal(pid, sys::kill_request_signal()).map_err(|e| {
+            // Through the pidfd: the signal reaches the very process that was checked, never a
+            // later one that reused its pid.
+            sys::pidfd_send_raw_signal(pidfd.as_fd(), sys::kill_request_signal()).map_err(|e| {
                 format!(
                     "failed to signal the supervisor of {} (pid {pid}): {e}",
                     f.id

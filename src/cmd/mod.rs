@@ -22,3 +22,13 @@ fn survey() -> Result<Survey, i32> {
         }
     }
 }
+
+/// Warns of the state files the survey could not read or would not believe.
+fn report_untrusted(survey: &Survey) {
+    for (p, why) in &survey.unreadable {
+        crate::warning!("unreadable state file {p}: {why}");
+    }
+    for (p, why) in &survey.untrusted {
+        crate::warning!("ignored state file {p}: {why}");
+    }
+}

@@ -114,13 +114,10 @@ pub fn ps(format: Format, name: Option<&str>) -> i32 {
     if format == Format::Table {
         for p in &survey.stale {
             crate::warning!(
-                "stale state file {} (its cage is gone; `claude-cage reap` removes it)",
-                p.display()
+                "stale state file {p} (its cage is gone; `claude-cage reap` removes it)"
             );
         }
-        for (p, why) in &survey.unreadable {
-            crate::warning!("unreadable state file {}: {why}", p.display());
-        }
+        super::report_untrusted(&survey);
     }
     0
 }

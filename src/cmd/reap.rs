@@ -26,14 +26,12 @@ pub fn reap(dry_run: bool) -> i32 {
     }
     for p in &survey.stale {
         if dry_run {
-            println!("would remove stale state file {}", p.display());
-        } else if std::fs::remove_file(p).is_ok() {
-            println!("removed stale state file {}", p.display());
+            println!("would remove stale state file {p}");
+        } else if p.remove().is_ok() {
+            println!("removed stale state file {p}");
         }
     }
-    for (p, why) in &survey.unreadable {
-        crate::warning!("unreadable state file {}: {why}", p.display());
-    }
+    super::report_untrusted(&survey);
     if failed {
         crate::exit::COMMAND_FAILED
     } else {

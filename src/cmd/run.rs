@@ -113,7 +113,7 @@ fn cage_and_run(plan: Plan, original_mask: SigSet) -> Result<i32, RunError> {
     let child = match pending.release() {
         Ok(c) => c,
         Err(e) => {
-            teardown::abandon(&cage, &owner, state_file.as_deref());
+            teardown::abandon(&cage, &owner, state_file.as_ref());
             return Err(e.into());
         }
     };
@@ -164,7 +164,7 @@ fn cage_and_run(plan: Plan, original_mask: SigSet) -> Result<i32, RunError> {
         outcome,
         child.pid,
         &mut alerts,
-        state_file.as_deref(),
+        state_file.as_ref(),
     );
 
     // Report.
