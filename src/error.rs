@@ -73,6 +73,26 @@ macro_rules! note {
     };
 }
 
+/// `s` with every control character written as an escape (`\x1b`, `\u{9b}`): text that
+/// another user chose (a recorded command line, a file name) cannot move the cursor, rewrite a
+/// line or talk to the terminal of whoever reads claude-cage's output.
+pub fn printable(s: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            if (c as u32) < 0x80 {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            } else {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// "failed to write ... : Permission denied (os error 13)": the error and its sources, once each.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -179,6 +199,15 @@ mod tests {
         assert_eq!(
             error_chain(&e),
             "failed to write \"1\" to /x/cgroup.kill: Permission denied (os error 13)"
+        );
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(printable("claude -p hi"), "claude -p hi");
+        assert_eq!(
+            printable("a\x1b[2Jb\nc\u{9b}d\u{7f}é"),
+            "a\\x1b[2Jb\\x0ac\\u{9b}d\\x7fé"
         );
     }
 

@@ -118,30 +118,32 @@ fn may_speak_for(f: &StateFile, r: &Record, id: &str, dir: &Path) -> Result<(), 
 }
 
 /// The record that speaks for the cage `id` in `dir`, taken out of `candidates` (the reader's
-/// own first); another user's record that may not speak for it goes to `untrusted`.
+/// own first). The other records that name the cage are taken out too: another user's record
+/// that may not speak for it, or that a record before it outranks, goes to `untrusted`.
 fn claim(
     candidates: &mut Vec<(StateFile, Record)>,
     id: &str,
     dir: &Path,
     untrusted: &mut Vec<(StateFile, String)>,
 ) -> Option<(StateFile, Record)> {
-    let mut i = 0;
-    while i < candidates.len() {
-        let (f, r) = &candidates[i];
-        // Same id elsewhere in the tree: not this cage's file.
-        if r.cgroup != dir {
-            i += 1;
-            continue;
-        }
-        match may_speak_for(f, r, id, dir) {
-            Ok(()) => return Some(candidates.remove(i)),
-            Err(why) => {
-                let (f, _) = candidates.remove(i);
-                untrusted.push((f, why));
-            }
+    // Same id elsewhere in the tree: not this cage's file.
+    let (naming, others): (Vec<_>, Vec<_>) = std::mem::take(candidates)
+        .into_iter()
+        .partition(|(_, r)| r.cgroup == dir);
+    *candidates = others;
+    let mut chosen = None;
+    for (f, r) in naming {
+        let verdict = match (&chosen, may_speak_for(&f, &r, id, dir)) {
+            (_, Err(why)) => Err(why),
+            (None, Ok(())) => Ok(()),
+            (Some(_), Ok(())) => Err(format!("another record speaks for cage {id}")),
+        };
+        match verdict {
+            Ok(()) => chosen = Some((f, r)),
+            Err(why) => untrusted.push((f, why)),
         }
     }
-    None
+    chosen
 }
 
 /// How deep to look for cages below the cgroup2 mount (a bot under a delegated service is at

@@ -87,7 +87,7 @@ impl StateFile {
 
 impl std::fmt::Display for StateFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.path().display().fmt(f)
+        crate::error::printable(&self.path().to_string_lossy()).fmt(f)
     }
 }
 

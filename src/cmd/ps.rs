@@ -154,7 +154,7 @@ pub fn table(rows: &[Row]) -> String {
     ];
     let mut cells: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     for r in rows {
-        let mut command = r.command.join(" ");
+        let mut command = crate::error::printable(&r.command.join(" "));
         if command.chars().count() > 40 {
             command = command.chars().take(39).collect::<String>() + "…";
         }
@@ -185,6 +185,12 @@ pub fn table(rows: &[Row]) -> String {
             r.state.to_owned(),
             command,
         ]);
+    }
+    // Every cell may hold text another user chose (a cage's name, a recorded command).
+    for row in &mut cells {
+        for c in row.iter_mut() {
+            *c = crate::error::printable(c);
+        }
     }
     let widths: Vec<usize> = (0..header.len())
         .map(|i| {

@@ -3,6 +3,7 @@
 //! controllers and are proven in the VM suite (tests/vm). A missing prerequisite fails the test.
 
 mod alerts;
+mod attacks;
 mod cleanup;
 mod exit_status;
 mod hardening;
@@ -168,6 +169,13 @@ pub fn exits_within(pidfd: &impl AsFd, bound: std::time::Duration) -> bool {
             Err(e) => panic!("poll on a pidfd: {e}"),
         }
     }
+}
+
+/// Held by a test that runs a `reap` of the whole machine or leaves an orphan for one: the
+/// tests of one binary run side by side, and one's `reap` must not take another's orphan.
+pub fn reap_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A cgroup owned by a test, killed and removed on drop: how negative controls clean up after

@@ -103,6 +103,7 @@ fn ps_lists_a_cage_and_kill_ends_it_through_its_supervisor() {
 
 #[test]
 fn reap_removes_an_orphan_and_only_an_orphan() {
+    let _reap = reap_lock();
     let n = name("reap");
     let t = TempDir::new(&n);
     // The setsid grandchild keeps the cage populated after its supervisor is SIGKILLed.
