@@ -223,7 +223,8 @@ fn a_forged_record_does_not_make_roots_reap_kill_a_live_cage() {
 }
 
 /// Attack 2: while root's `reap` removes stale records from the user's directory, the user swaps
-/// the directory for a link to a directory of root's holding files of the same names. Root must
+/// the directory for a link to a directory of root's holding files of the same names, again and
+/// again (a race: the real directory shows for about a millisecond, the link for five). Root must
 /// never remove one of them: every removal happens in the directory that was read.
 #[test]
 fn swapping_a_users_state_directory_for_a_link_mid_reap_removes_nothing_of_roots() {
@@ -253,11 +254,11 @@ fn swapping_a_users_state_directory_for_a_link_mid_reap_removes_nothing_of_roots
     let victims = t.0.clone();
     let real = a.dir.with_extension("real");
     let stop = a.dir.with_extension("stop");
-    for round in 0..10 {
+    for round in 0..30 {
         decoys(&a.dir, Some(a.uid));
         let swapper = {
             let script = format!(
-                "while [ ! -e {stop} ]; do mv -T {d} {real} && ln -s {victims} {d} && rm {d} && mv -T {real} {d}; done",
+                "while [ ! -e {stop} ]; do mv -T {d} {real}; ln -s {victims} {d}; sleep 0.005; rm {d}; mv -T {real} {d}; sleep 0.001; done",
                 stop = stop.display(),
                 d = a.dir.display(),
                 real = real.display(),
@@ -283,8 +284,13 @@ fn swapping_a_users_state_directory_for_a_link_mid_reap_removes_nothing_of_roots
         let missing: Vec<&String> = names.iter().filter(|n| !t.path(n).exists()).collect();
         assert!(
             missing.is_empty(),
-            "round {round}: root removed {} of its own files through the link: {out:?}",
-            missing.len()
+            "round {round}: root removed {} of its own files through the link; reap said: {}",
+            missing.len(),
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join("; ")
         );
     }
     let _ = std::fs::remove_file(&real);
