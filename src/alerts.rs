@@ -12,20 +12,21 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{Signal, killpg};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::poll::PollFlags;
+use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
 use crate::cgroup::{Cage, fs};
 use crate::events::{Event, EventLog};
 use crate::policy;
+
+mod hooks;
+
+use hooks::Hooks;
 
 /// How often `memory.current` is read while the cage is above `memory.high`.
 const WARN_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -69,21 +70,12 @@ fn avg10(text: &str, kind: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-struct Hook {
-    pid: Pid,
-    pidfd: Option<OwnedFd>,
-    deadline: Instant,
-    what: String,
-}
-
 /// The alert state of one cage.
 pub struct Alerts {
-    exec: Vec<String>,
-    exec_timeout: Duration,
     trigger: Option<String>,
     psi: Option<File>,
     warn: Option<Warn>,
-    hooks: Vec<Hook>,
+    hooks: Hooks,
 }
 
 impl Alerts {
@@ -129,12 +121,10 @@ impl Alerts {
             _ => None,
         };
         let alerts = Alerts {
-            exec: settings.exec.clone(),
-            exec_timeout: settings.exec_timeout,
+            hooks: Hooks::new(&settings.exec, settings.exec_timeout, &[]),
             trigger: settings.pressure.map(|t| t.to_string()),
             psi,
             warn,
-            hooks: Vec::new(),
         };
         (alerts, warnings)
     }
@@ -147,7 +137,7 @@ impl Alerts {
     /// The next time `on_time` has work: a warn check or a hook's timeout.
     pub fn deadline(&self) -> Option<Instant> {
         let warn = self.warn.as_ref().and_then(|w| w.next_check);
-        self.hooks.iter().map(|h| h.deadline).chain(warn).min()
+        self.hooks.deadline().into_iter().chain(warn).min()
     }
 
     /// The cage's `memory.events` changed; `high_rose` says whether its `high` counter rose.
@@ -194,71 +184,17 @@ impl Alerts {
         if let Some(line) = fired {
             self.fire(line, "memory-warn");
         }
-        for h in self.hooks.iter().filter(|h| now >= h.deadline) {
-            crate::warning!(
-                "alert hook for {} ran longer than {:?}; killed it",
-                h.what,
-                self.exec_timeout
-            );
-            let _ = killpg(h.pid, Signal::SIGKILL);
-        }
-        // A killed hook is reaped (and forgotten) by `reaped`; until then its deadline is past,
-        // so move it out of the way.
-        for h in self.hooks.iter_mut().filter(|h| now >= h.deadline) {
-            h.deadline = now + Duration::from_secs(3600);
-        }
+        self.hooks.on_time(now);
     }
 
-    /// Starts the hook with `line` on its stdin, outside the cage (in claude-cage's own cgroup)
-    /// and in its own process group. A hook that cannot start is reported, never fatal.
+    /// Hands an event line to the hook (see `hooks`).
     pub fn fire(&mut self, line: Vec<u8>, what: &str) {
-        let Some((program, args)) = self.exec.split_first() else {
-            return;
-        };
-        let spawned = Command::new(program)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn();
-        match spawned {
-            Ok(mut child) => {
-                // One line is far below a pipe's capacity: this write does not block.
-                if let Some(mut stdin) = child.stdin.take() {
-                    let _ = stdin.write_all(&line);
-                }
-                let pid = Pid::from_raw(child.id() as i32);
-                self.hooks.push(Hook {
-                    pid,
-                    pidfd: crate::sys::pidfd_open(pid).ok(),
-                    deadline: Instant::now() + self.exec_timeout,
-                    what: what.to_owned(),
-                });
-            }
-            Err(e) => {
-                crate::warning!("alert hook {program} for {what} did not start: {e}")
-            }
-        }
+        self.hooks.fire(line, what);
     }
 
     /// Takes note of a reaped process; returns true if it was a hook.
     pub fn reaped(&mut self, pid: Pid, status: WaitStatus) -> bool {
-        let Some(i) = self.hooks.iter().position(|h| h.pid == pid) else {
-            return false;
-        };
-        let hook = self.hooks.swap_remove(i);
-        match status {
-            WaitStatus::Exited(_, 0) => {}
-            WaitStatus::Exited(_, c) => {
-                crate::warning!("alert hook for {} exited with status {c}", hook.what)
-            }
-            WaitStatus::Signaled(_, s, _) => {
-                crate::warning!("alert hook for {} was killed by {s}", hook.what)
-            }
-            _ => {}
-        }
-        true
+        self.hooks.reaped(pid, status)
     }
 
     /// At the end: fires the hook for an abnormal exit, then waits for every hook still running,
@@ -267,54 +203,7 @@ impl Alerts {
         if let Some(line) = exit_line {
             self.fire(line, "exit");
         }
-        while !self.hooks.is_empty() {
-            let now = Instant::now();
-            let next = self.hooks.iter().map(|h| h.deadline).min().unwrap_or(now);
-            let ms = next
-                .saturating_duration_since(now)
-                .as_millis()
-                .min(i32::MAX as u128) as i32
-                + 1;
-            let mut fds: Vec<PollFd> = self
-                .hooks
-                .iter()
-                .filter_map(|h| h.pidfd.as_ref())
-                .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
-                .collect();
-            // Without pidfds (kernels before 5.3) this waits for the earliest timeout alone.
-            let _ = poll(
-                &mut fds,
-                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-            );
-            drop(fds);
-            let hooks: Vec<Pid> = self.hooks.iter().map(|h| h.pid).collect();
-            for pid in hooks {
-                if let Ok(st) = waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                    if st != WaitStatus::StillAlive {
-                        self.reaped(pid, st);
-                    }
-                } else {
-                    // Already reaped elsewhere.
-                    self.hooks.retain(|h| h.pid != pid);
-                }
-            }
-            let now = Instant::now();
-            let late: Vec<Pid> = self
-                .hooks
-                .iter()
-                .filter(|h| now >= h.deadline)
-                .map(|h| h.pid)
-                .collect();
-            for pid in late {
-                crate::warning!(
-                    "alert hook ran longer than {:?}; killed it",
-                    self.exec_timeout
-                );
-                let _ = killpg(pid, Signal::SIGKILL);
-                let _ = waitpid(pid, None);
-                self.hooks.retain(|h| h.pid != pid);
-            }
-        }
+        self.hooks.finish();
     }
 }
 

@@ -690,6 +690,26 @@ pub fn pidfd_send_raw_signal(pidfd: BorrowedFd<'_>, signo: libc::c_int) -> io::R
     }
 }
 
+/// Makes the child of `cmd` move itself into the cgroup whose `cgroup.procs` is `procs` (writing
+/// "0", cgroup-v2.rst) after fork and before exec, so that nothing it starts is ever outside that
+/// cgroup. A failed write fails the spawn.
+pub fn exec_in_cgroup(cmd: &mut std::process::Command, procs: OwnedFd) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and calls only write(2), which
+    // is async-signal-safe (signal-safety(7)); it allocates nothing. `procs` is moved into the
+    // closure, so the descriptor stays open as long as the command; it is close-on-exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let r = libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1);
+            if r == 1 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

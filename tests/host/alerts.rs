@@ -2,6 +2,8 @@
 //! the cage, and one that hangs is killed after its timeout. memory-warn and PSI alerts need
 //! the memory controller and are proven in the VM suite.
 
+use std::os::unix::process::CommandExt;
+
 use crate::*;
 
 fn policy(t: &TempDir, timeout: &str, hook_body: &str) -> std::path::PathBuf {
@@ -85,7 +87,10 @@ fn a_hook_that_hangs_is_killed_after_its_timeout() {
         "a hook's failure never changes the status: {out:?}"
     );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("alert hook ran longer than"), "{err}");
+    assert!(
+        err.contains("alert hook for exit ran longer than 300ms; killed it"),
+        "{err}"
+    );
     let pid: i32 = std::fs::read_to_string(&pidfile)
         .unwrap()
         .trim()
@@ -111,5 +116,102 @@ fn a_hook_that_fails_is_reported_and_changes_nothing() {
         String::from_utf8_lossy(&out.stderr).contains("alert hook for exit exited with status 9"),
         "{out:?}"
     );
+    assert_no_cgroup(&n);
+}
+
+/// A hook that starts a process in a new session (setsid) and exits: the process would outlive
+/// a process-group kill (shown first, the negative control) and live on as root. The hook's own
+/// cgroup is killed when the hook ends, so nothing of it survives claude-cage; the hook ran in
+/// that cgroup, beside the cage, and the cgroup is gone.
+#[test]
+fn a_hook_that_escapes_its_process_group_does_not_outlive_claude_cage() {
+    let n = name("hooksetsid");
+    let t = TempDir::new(&n);
+    let escapee = t.path("escapee.pid");
+    let log = t.path("hook.log");
+    let body = format!(
+        "grep ^0:: /proc/self/cgroup > {log}; setsid sh -c 'echo $$ > {escapee}.tmp; mv {escapee}.tmp {escapee}; exec sleep 1000' </dev/null >/dev/null 2>&1 & until [ -e {escapee} ]; do sleep 0.01; done",
+        log = log.display(),
+        escapee = escapee.display()
+    );
+
+    // The negative control: the same script in a process group of its own, killed as a group.
+    let control = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&body)
+        .process_group(0)
+        .status()
+        .unwrap();
+    assert!(control.success());
+    let pid: i32 = std::fs::read_to_string(&escapee)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let sid = nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(pid))).unwrap();
+    assert_eq!(sid.as_raw(), pid, "setsid made a session of its own");
+    assert!(
+        alive(pid),
+        "negative control: the escapee outlives its hook"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    std::fs::remove_file(&escapee).unwrap();
+
+    let p = policy(&t, "5s", &body);
+    let out = output(run_cmd(
+        &n,
+        &t.path("ev"),
+        &["--policy", p.to_str().unwrap()],
+        &["sh", "-c", "exit 3"],
+    ));
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let pid: i32 = std::fs::read_to_string(&escapee)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        !alive(pid),
+        "the hook's setsid child outlived claude-cage: {out:?}"
+    );
+    let cgroup = std::fs::read_to_string(&log).unwrap();
+    let cgroup = cgroup.trim().trim_start_matches("0::");
+    assert!(
+        cgroup.contains("/claude-cage-hook-") && !cgroup.contains(&n),
+        "the hook ran in {cgroup}"
+    );
+    assert!(
+        !mount().join(cgroup.trim_start_matches('/')).exists(),
+        "the hook's cgroup {cgroup} was left behind"
+    );
+    assert_no_cgroup(&n);
+}
+
+/// The hook's environment is not claude-cage's: an API key in claude-cage's environment does
+/// not reach it; PATH and the event's kind do.
+#[test]
+fn a_hook_gets_no_secrets_from_the_environment() {
+    let n = name("hookenv");
+    let t = TempDir::new(&n);
+    let log = t.path("env");
+    let p = policy(&t, "5s", &format!("env > {}", log.display()));
+    let mut c = run_cmd(
+        &n,
+        &t.path("ev"),
+        &["--policy", p.to_str().unwrap()],
+        &["sh", "-c", "test -n \"$ANTHROPIC_API_KEY\" && exit 3"],
+    );
+    c.env("ANTHROPIC_API_KEY", "sk-secret");
+    let out = output(c);
+    assert_eq!(out.status.code(), Some(3), "the child has the key: {out:?}");
+    let env = std::fs::read_to_string(&log).unwrap();
+    assert!(!env.contains("sk-secret"), "{env}");
+    assert!(env.lines().any(|l| l == "CLAUDE_CAGE_EVENT=exit"), "{env}");
+    assert!(env.lines().any(|l| l == "CLAUDE_CAGE_COALESCED=1"), "{env}");
+    assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
     assert_no_cgroup(&n);
 }
