@@ -309,6 +309,22 @@ pub fn spawn(
 mod tests {
     use super::*;
 
+    /// The message and its sources as the run command prints them ("…: …"), each source only
+    /// when its text is not already part of what comes before.
+    fn shown(e: &dyn std::error::Error) -> String {
+        let mut s = e.to_string();
+        let mut cur = e.source();
+        while let Some(c) = cur {
+            let t = c.to_string();
+            if !s.contains(&t) {
+                s.push_str(": ");
+                s.push_str(&t);
+            }
+            cur = c.source();
+        }
+        s
+    }
+
     #[test]
     fn resolves_like_execvp() {
         assert!(resolve("sh", Some(OsStr::new("/nonexistent:/bin:/usr/bin")), None).is_ok());
@@ -394,7 +410,7 @@ mod tests {
         ];
         for (bytes, status, message) in cases {
             let e = SpawnError::from_report(bytes, path);
-            let shown = crate::cmd::run::error_chain(&e);
+            let shown = shown(&e);
             assert_eq!(e.exit_status(), *status, "{bytes:?}: {shown}");
             assert!(
                 shown.contains(message),

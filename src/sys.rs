@@ -707,6 +707,41 @@ mod tests {
             .unwrap_or_else(|| panic!("no {key} in {status}"))
     }
 
+    /// Starts `path` with `argv` as the user of `credentials` through [`spawn_into`] (in this
+    /// process's own cgroup), gives it its go, and returns its pid once it has exec'd: the
+    /// close-on-exec error pipe ends without a report.
+    fn exec_as(path: &str, argv: &[&str], credentials: Credentials) -> Pid {
+        use std::io::{Read, Write};
+        let cstring = |s: &str| CString::new(s).unwrap();
+        let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let (err_r, err_w) = pipe();
+        let (go_r, go_w) = pipe();
+        let mut spec = ExecSpec::new(
+            cstring(path),
+            argv.iter().map(|a| cstring(a)).collect(),
+            Vec::new(),
+            SigSet::empty(),
+            nix::unistd::getpid(),
+            None,
+            err_w.as_raw_fd(),
+            go_r.as_raw_fd(),
+        );
+        spec.credentials = Some(credentials);
+        let Started { pid, .. } = spawn_into(None, &spec).unwrap();
+        // The child's ends: the error pipe ends only when the child's copy closes.
+        drop((err_w, go_r));
+        std::fs::File::from(go_w).write_all(b"1").unwrap();
+        let mut report = Vec::new();
+        std::fs::File::from(err_r).read_to_end(&mut report).unwrap();
+        if !report.is_empty() {
+            let _ = nix::sys::wait::waitpid(pid, None);
+            let stage = Stage::from_byte(report[0]);
+            let errno = <[u8; 4]>::try_from(&report[1..]).map(i32::from_ne_bytes);
+            panic!("the child failed before exec: {stage:?}, errno {errno:?}");
+        }
+        pid
+    }
+
     /// A claude-cage started with a capability in its inheritable set (as a service manager's
     /// `CapabilityInheritable=` or a parent's capset can leave it) gives the child dropped to
     /// another user none: setuid(2) alone keeps the inheritable set (the first check shows it
@@ -741,9 +776,10 @@ mod tests {
             "this thread's inheritable set: {own}"
         );
 
-        let sleep =
-            crate::spawn::resolve("sleep", Some(std::ffi::OsStr::new("/bin:/usr/bin")), None)
-                .unwrap();
+        let sleep = ["/bin/sleep", "/usr/bin/sleep"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("no sleep in /bin or /usr/bin");
         let credentials = Credentials {
             uid: 65534,
             gid: 65534,
@@ -754,22 +790,12 @@ mod tests {
                 .parse()
                 .unwrap(),
         };
-        let child = crate::spawn::spawn(
-            crate::spawn::Place::Own,
-            &sleep,
-            &["sleep".into(), "60".into()],
-            Vec::new(),
-            SigSet::empty(),
-            Some(credentials),
-        )
-        .unwrap()
-        .release()
-        .unwrap_or_else(|e| panic!("{}", crate::cmd::run::error_chain(&e)));
-        // The sets read here were set before exec (the pipe that `release` waited on closes
-        // during exec), and exec keeps the inheritable set as it is (capabilities(7)).
-        let status = std::fs::read_to_string(format!("/proc/{}/status", child.pid));
-        let _ = nix::sys::signal::kill(child.pid, Signal::SIGKILL);
-        let _ = nix::sys::wait::waitpid(child.pid, None);
+        let pid = exec_as(sleep, &["sleep", "60"], credentials);
+        // The sets read here were set before exec (the error pipe that `exec_as` waited on
+        // closes during exec), and exec keeps the inheritable set as it is (capabilities(7)).
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
+        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
         let status = status.unwrap();
         assert!(status.contains("\nUid:\t65534\t"), "{status}");
         for key in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
