@@ -1,0 +1,23 @@
+//! The only module with `unsafe` (src/lib.rs denies it everywhere else): the system calls that
+//! `nix` does not wrap and the child's steps between clone and exec, which may only use
+//! async-signal-safe raw calls. Every unsafe block says which man page or kernel document it
+//! relies on.
+//!
+//! - `clone`: clone3 with `CLONE_INTO_CGROUP` (fork where it is refused), the
+//!   child's steps before exec and its report on the error pipe ([`Stage`], [`REPORT_LEN`]).
+//! - `credentials`: dropping the child to another user.
+//! - `holder`: the systemd scope's holder process.
+//! - `syscalls`: pidfds, extended attributes, raw signals, stdin.
+
+mod clone;
+mod credentials;
+mod holder;
+mod syscalls;
+
+pub use clone::{CLONE_NEWCGROUP, ExecSpec, REPORT_LEN, Stage, Started, spawn_into};
+pub use credentials::Credentials;
+pub use holder::spawn_holder;
+pub use syscalls::{
+    getxattr, kill_request_signal, pidfd_open, pidfd_send_signal, send_raw_signal, setxattr,
+    stdin_fd, with_raw_signal,
+};

@@ -1,0 +1,116 @@
+//! Small wrappers of system calls that `nix` does not offer: pidfds, extended attributes, raw
+//! (real-time) signal numbers, and standard input as a borrowed descriptor.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::signal::{SigSet, Signal};
+use nix::unistd::Pid;
+
+/// `pidfd_open(2)` (since 5.3): a file descriptor that refers to `pid` and becomes readable
+/// when it exits.
+pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new file descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new file descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `pidfd_send_signal(2)` (since 5.1): signals exactly the process the pidfd refers to, never a
+/// later process that reused its pid.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: Signal) -> io::Result<()> {
+    // SAFETY: a valid pidfd, a valid signal number, no siginfo, no flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal as libc::c_int,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Sets an extended attribute (setxattr(2)).
+pub fn setxattr(path: &CStr, name: &CStr, value: &[u8]) -> io::Result<()> {
+    // SAFETY: both strings are NUL-terminated; `value` is valid for its length.
+    let r = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Reads an extended attribute (getxattr(2)); `None` when it is not set or not supported.
+pub fn getxattr(path: &CStr, name: &CStr) -> Option<Vec<u8>> {
+    let mut buf = [0u8; 64];
+    // SAFETY: both strings are NUL-terminated; the buffer is valid for its length.
+    let n = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        None
+    } else {
+        Some(buf[..n as usize].to_vec())
+    }
+}
+
+/// Standard input as a borrowed descriptor, for poll(2).
+pub fn stdin_fd() -> BorrowedFd<'static> {
+    // SAFETY: fd 0 is never closed by claude-cage; if it was closed when claude-cage started,
+    // poll(2) reports POLLNVAL for it, which the supervisor treats as "stdin closed".
+    unsafe { BorrowedFd::borrow_raw(0) }
+}
+
+/// The real-time signal `claude-cage kill` sends a supervisor to have it kill its cage and
+/// report the reason `killed`. SIGRTMIN and SIGRTMIN+1 may be taken by glibc internally
+/// (signal(7)); `libc::SIGRTMIN()` already skips those, and +1 keeps clear of programs that use
+/// the first free one.
+pub fn kill_request_signal() -> libc::c_int {
+    libc::SIGRTMIN() + 1
+}
+
+/// `set` plus a signal that `nix::sys::signal::Signal` cannot name (a real-time signal).
+pub fn with_raw_signal(set: &SigSet, signo: libc::c_int) -> SigSet {
+    let mut raw: libc::sigset_t = *set.as_ref();
+    // SAFETY: `raw` is a valid, initialised sigset_t; sigaddset only fails (EINVAL) for an
+    // invalid signal number, in which case the set is unchanged (sigsetops(3)).
+    unsafe {
+        libc::sigaddset(&mut raw, signo);
+        SigSet::from_sigset_t_unchecked(raw)
+    }
+}
+
+/// kill(2) with a raw signal number (for real-time signals).
+pub fn send_raw_signal(pid: Pid, signo: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill(2) takes a pid and a signal number and touches no memory.
+    let r = unsafe { libc::kill(pid.as_raw(), signo) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
