@@ -192,7 +192,8 @@ fn fork_child(spec: &ExecSpec, move_self: bool) -> io::Result<Started> {
 
 /// The step of the child's way from clone to exec that failed. The child writes it to the error
 /// pipe as one byte, followed by its errno, so that the parent can tell its own failure (exit
-/// 125) from a program that cannot be executed (126, 127).
+/// 125) from a program that cannot be executed (126, 127). The wording for each stage in
+/// claude-cage's error messages is the parent's, in `crate::spawn`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Stage {
@@ -241,25 +242,6 @@ impl Stage {
     /// The stage a report's first byte names.
     pub fn from_byte(b: u8) -> Option<Stage> {
         Self::ALL.into_iter().find(|s| *s as u8 == b)
-    }
-
-    /// What the child was doing, as a fragment that fits "failed to …".
-    pub fn operation(self) -> &'static str {
-        match self {
-            Stage::JoinCgroup => "move into the cage (writing its cgroup.procs)",
-            Stage::DropBounding => "drop the capability bounding set (prctl PR_CAPBSET_DROP)",
-            Stage::ClearAmbient => "clear the ambient capabilities (prctl PR_CAP_AMBIENT)",
-            Stage::SetGroups => "set the supplementary groups (setgroups)",
-            Stage::SetGid => "set the group id (setgid)",
-            Stage::SetUid => "set the user id (setuid)",
-            Stage::ClearCapabilities => "clear the capability sets (capset)",
-            Stage::NoNewPrivs => "set no_new_privs (prctl PR_SET_NO_NEW_PRIVS)",
-            Stage::ParentDeathSignal => "set the parent-death signal (prctl PR_SET_PDEATHSIG)",
-            Stage::ParentGone => "find claude-cage still its parent (it died first)",
-            Stage::AwaitGo => "receive claude-cage's go (the pipe ended before it)",
-            Stage::RestoreMask => "restore the signal mask (sigprocmask)",
-            Stage::Exec => "execute the program (execve)",
-        }
     }
 }
 
