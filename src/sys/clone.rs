@@ -153,7 +153,8 @@ pub fn spawn_into(cgroup_fd: Option<BorrowedFd<'_>>, spec: &ExecSpec) -> io::Res
         child_after_clone(spec, false);
     }
     if ret > 0 {
-        // SAFETY: with CLONE_PIDFD the kernel stored a new, owned file descriptor in `pidfd`.
+        // SAFETY: with CLONE_PIDFD the kernel stored a new file descriptor, which nothing else
+        // owns, in `pidfd` (clone(2)).
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
         return Ok(Started {
             pid: Pid::from_raw(ret as i32),
@@ -321,7 +322,7 @@ fn child_after_clone(spec: &ExecSpec, move_self: bool) -> ! {
 /// The calling thread's errno.
 pub(super) fn errno() -> libc::c_int {
     // SAFETY: `__errno_location` returns a pointer to this thread's errno, valid for the
-    // thread's life; reading it is async-signal-safe (signal-safety(7)).
+    // thread's life (errno(3)); reading it is async-signal-safe (signal-safety(7)).
     unsafe { *libc::__errno_location() }
 }
 
@@ -330,7 +331,8 @@ pub(super) fn errno() -> libc::c_int {
 /// # Safety
 /// Only called in the child between clone and exec.
 pub(super) unsafe fn fail(error_fd: RawFd, stage: Stage) -> ! {
-    // SAFETY: errno is read before any other call can change it; `report` is async-signal-safe.
+    // SAFETY: errno is read before any other call can change it (errno(3)); `report` is
+    // async-signal-safe (signal-safety(7)), as the caller's contract requires.
     unsafe { report(error_fd, stage, errno()) }
 }
 
@@ -349,7 +351,8 @@ unsafe fn report(error_fd: RawFd, stage: Stage, errno: libc::c_int) -> ! {
         (Stage::Exec, _) => 126,
         _ => 125,
     };
-    // SAFETY: write(2) and _exit(2) are async-signal-safe; `bytes` is on this stack.
+    // SAFETY: write(2) and _exit(2) are async-signal-safe (signal-safety(7)); `bytes` is on
+    // this stack and valid for its length.
     unsafe {
         libc::write(error_fd, bytes.as_ptr().cast(), bytes.len());
         libc::_exit(code)

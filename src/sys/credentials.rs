@@ -46,8 +46,8 @@ const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 /// # Safety
 /// Only called in the child between clone and exec; raw system calls only.
 pub(super) unsafe fn drop_privileges(c: &Credentials, error_fd: RawFd) {
-    // SAFETY: prctl, setgroups, setgid, setuid and capset are async-signal-safe system calls;
-    // `groups` was allocated before the clone. capset(2) reads a header and two data structs
+    // SAFETY: prctl(2), setgroups(2), setgid(2), setuid(2) and capset(2) are system calls that
+    // may run between clone and exec (signal-safety(7)); `groups` was allocated before the clone. capset(2) reads a header and two data structs
     // of the layout linux/capability.h gives for version 3, both live on this stack for the call.
     unsafe {
         for cap in 0..=c.cap_last {

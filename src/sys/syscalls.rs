@@ -11,19 +11,22 @@ use nix::unistd::Pid;
 /// `pidfd_open(2)` (since 5.3): a file descriptor that refers to `pid` and becomes readable
 /// when it exits.
 pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new file descriptor or -1.
+    // SAFETY: pidfd_open(2) takes a pid and flags, touches no memory of ours, and returns a new
+    // file descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: the kernel returned a new file descriptor that nothing else owns.
+    // SAFETY: pidfd_open(2) returned a new (close-on-exec) file descriptor that nothing else
+    // owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// `pidfd_send_signal(2)` (since 5.1): signals exactly the process the pidfd refers to, never a
 /// later process that reused its pid.
 pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: Signal) -> io::Result<()> {
-    // SAFETY: a valid pidfd, a valid signal number, no siginfo, no flags.
+    // SAFETY: pidfd_send_signal(2) with a pidfd borrowed for the call, a valid signal number, no
+    // siginfo (a null pointer is allowed) and no flags.
     let r = unsafe {
         libc::syscall(
             libc::SYS_pidfd_send_signal,
@@ -42,7 +45,8 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: Signal) -> io::Result<()
 
 /// Sets an extended attribute (setxattr(2)).
 pub fn setxattr(path: &CStr, name: &CStr, value: &[u8]) -> io::Result<()> {
-    // SAFETY: both strings are NUL-terminated; `value` is valid for its length.
+    // SAFETY: setxattr(2) reads two NUL-terminated strings and `value.len()` bytes of `value`,
+    // all valid for the call.
     let r = unsafe {
         libc::setxattr(
             path.as_ptr(),
@@ -62,7 +66,8 @@ pub fn setxattr(path: &CStr, name: &CStr, value: &[u8]) -> io::Result<()> {
 /// Reads an extended attribute (getxattr(2)); `None` when it is not set or not supported.
 pub fn getxattr(path: &CStr, name: &CStr) -> Option<Vec<u8>> {
     let mut buf = [0u8; 64];
-    // SAFETY: both strings are NUL-terminated; the buffer is valid for its length.
+    // SAFETY: getxattr(2) reads two NUL-terminated strings and writes at most `buf.len()` bytes
+    // into `buf`, all valid for the call.
     let n = unsafe {
         libc::getxattr(
             path.as_ptr(),
