@@ -1,7 +1,7 @@
-//! The only module with `unsafe`: the system calls that `nix` does not wrap and the child's
-//! steps between clone and exec, which may only use async-signal-safe raw calls. Every unsafe
-//! block says which man page or kernel document it relies on
-//! (`clippy::undocumented_unsafe_blocks` is denied here).
+//! The only module with `unsafe` (src/lib.rs denies it elsewhere): the system calls that `nix`
+//! does not wrap and the child's steps between clone and exec, which may only use
+//! async-signal-safe raw calls. Every unsafe block says which man page or kernel document it
+//! relies on (`clippy::undocumented_unsafe_blocks` is denied here).
 //!
 //! - `clone`: clone3 with `CLONE_INTO_CGROUP` (fork where it is refused), the child's steps
 //!   before exec and its report on the error pipe ([`Stage`], [`REPORT_LEN`]).
