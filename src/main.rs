@@ -8,6 +8,7 @@
 //! Under `cfg(test)` (cargo builds a test harness for the binary with `--all-targets`) the
 //! ordinary harness `main` is kept and this file defines no entry point.
 #![cfg_attr(not(test), no_main)]
+#![deny(unsafe_code)]
 #![cfg_attr(test, allow(dead_code, unused_imports))]
 
 use std::ffi::{OsStr, c_char, c_int};
@@ -27,6 +28,10 @@ const OWN_NAME: &str = "claude-cage";
 // signature the C runtime calls. On Linux with glibc, std reads the arguments and environment
 // through its own `.init_array` hook, so `std::env` works without Rust's start-up code.
 #[cfg(not(test))]
+#[expect(
+    unsafe_code,
+    reason = "the process's C entry point must be an unmangled symbol named main"
+)]
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
     let code = real_main();

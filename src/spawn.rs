@@ -79,6 +79,29 @@ impl SpawnError {
     }
 }
 
+/// The parent's side of the child's report: the wording of each [`Stage`] (defined in `sys`
+/// beside the child that writes it) in claude-cage's error messages.
+impl Stage {
+    /// What the child was doing, as a fragment that fits "failed to …".
+    pub fn operation(self) -> &'static str {
+        match self {
+            Stage::JoinCgroup => "move into the cage (writing its cgroup.procs)",
+            Stage::DropBounding => "drop the capability bounding set (prctl PR_CAPBSET_DROP)",
+            Stage::ClearAmbient => "clear the ambient capabilities (prctl PR_CAP_AMBIENT)",
+            Stage::SetGroups => "set the supplementary groups (setgroups)",
+            Stage::SetGid => "set the group id (setgid)",
+            Stage::SetUid => "set the user id (setuid)",
+            Stage::ClearCapabilities => "clear the capability sets (capset)",
+            Stage::NoNewPrivs => "set no_new_privs (prctl PR_SET_NO_NEW_PRIVS)",
+            Stage::ParentDeathSignal => "set the parent-death signal (prctl PR_SET_PDEATHSIG)",
+            Stage::ParentGone => "find claude-cage still its parent (it died first)",
+            Stage::AwaitGo => "receive claude-cage's go (the pipe ended before it)",
+            Stage::RestoreMask => "restore the signal mask (sigprocmask)",
+            Stage::Exec => "execute the program (execve)",
+        }
+    }
+}
+
 /// Finds `program` as execvp(3) would: a name with a '/' is used as is, any other is searched
 /// in `path_var`. Entries that are the same file as `skip` (claude-cage itself, in shim mode)
 /// are passed over. Found but not executable is a different error from not found.
