@@ -682,129 +682,55 @@ fn a_background_claude_cage_is_never_stopped_by_sigttou_under_tostop() {
 
 // ---- 4. Invalid policy files through the binary --------------------------------------------------
 
-/// (policy text, fragment of the message, line the message must name)
-const INVALID: &[(&str, &str, Option<usize>)] = &[
-    ("bogus = 1", "unknown field `bogus`", Some(1)),
-    ("[memory]\nmaxx = \"1G\"", "unknown field `maxx`", Some(2)),
-    ("[nope]\n", "unknown field `nope`", Some(1)),
-    ("[memory\nmax = 1", "", Some(1)),
-    ("program = \"a\"\nprogram = \"b\"", "duplicate", Some(2)),
-    ("program = \"\"", "must not be empty", Some(1)),
-    ("[memory]\nmax = true", "a number or a string", Some(2)),
-    ("[memory]\nmax = \"lots\"", "bad size \"lots\"", Some(2)),
-    ("[memory]\nmax = -5", "negative", Some(2)),
-    ("[memory]\nmax = \"12 parsecs\"", "bad size", Some(2)),
-    (
-        "[memory]\nhigh = \"2G\"\nmax = \"1G\"",
-        "is above memory.max",
-        Some(2),
-    ),
-    ("[memory]\nswap-max = \"1.5\"", "whole number", Some(2)),
-    ("[memory]\noom-group = \"yes\"", "invalid type", Some(2)),
-    ("[pids]\nmax = 0", "would forbid every process", Some(2)),
-    ("[pids]\nmax = \"many\"", "bad count", Some(2)),
-    ("[bot]\npids-max = -1", "would forbid", Some(2)),
-    ("[bot]\nmemory-max = \"200%\"", "at most 100%", Some(2)),
-    ("[cage]\nname = \"Bad_Name\"", "invalid name", Some(2)),
-    ("[cage]\nname = \"\"", "invalid name", Some(2)),
-    ("[cage]\nname = \"-lead\"", "invalid name", Some(2)),
-    (
-        "[cage]\nname = \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"",
-        "invalid name",
-        Some(2),
-    ),
-    ("[cage]\nparent = \"/bots/../etc\"", "'..'", Some(2)),
-    ("[cage]\nparent = \"bots\"", "starting with '/'", Some(2)),
-    (
-        "[cage]\nrequire = [\"memory\", \"io\"]",
-        "unknown controller \"io\"",
-        Some(2),
-    ),
-    ("[cage]\nrequire = \"memory\"", "invalid type", Some(2)),
-    ("[cage]\nbackend = \"docker\"", "not one of", Some(2)),
-    ("[cage]\nslice = \"bots\"", "slice unit name", Some(2)),
-    ("[cage]\nslice = \"a/b.slice\"", "slice unit name", Some(2)),
-    (
-        "[cage]\nuser = \"root; rm\"",
-        "not a user or group name",
-        Some(2),
-    ),
-    ("[cage]\ncgroupns = \"yes\"", "invalid type", Some(2)),
-    ("[cpu]\nmax = \"1.5\"", "bad cpu max", Some(2)),
-    ("[cpu]\nmax = \"0%\"", "between 1%", Some(2)),
-    ("[cpu]\nweight = 0", "out of range", Some(2)),
-    ("[cpu]\nweight = 10001", "out of range", Some(2)),
-    ("[lifetime]\nmax-runtime = \"10\"", "bad duration", Some(2)),
-    (
-        "[lifetime]\nmax-runtime = \"0s\"",
-        "longer than 0s",
-        Some(2),
-    ),
-    (
-        "[lifetime]\nstdin-eof-grace = \"soon\"",
-        "bad duration",
-        Some(2),
-    ),
-    ("[lifetime]\nterm-grace = 3", "invalid type", Some(2)),
-    (
-        "[lifetime]\nparent-death = \"maybe\"",
-        "not one of",
-        Some(2),
-    ),
-    ("[events]\nfile = \"\"", "must not be empty", Some(2)),
-    ("[alerts]\nmemory-warn = \"80%\"", "does not set", Some(2)),
-    (
-        "[memory]\nmax = \"1G\"\n[alerts]\nmemory-warn = \"80%\"",
-        "needs memory.high",
-        Some(4),
-    ),
-    (
-        "[memory]\nhigh = \"500M\"\nmax = \"1G\"\n[alerts]\nmemory-warn = \"2G\"",
-        "not below memory.max",
-        Some(5),
-    ),
-    (
-        "[alerts]\npressure = \"some 10%\"",
-        "bad pressure trigger",
-        Some(2),
-    ),
-    ("[alerts]\nexec = []", "must name a program", Some(2)),
-    ("[alerts]\nexec = [\"page-ops\"]", "absolute path", Some(2)),
-    ("[alerts]\nexec-timeout = \"0s\"", "longer than 0s", Some(2)),
-    // A bad key after a valid [events] file: the events file must not be created either.
-    (
-        "[events]\nfile = \"@EVENTS@\"\n[pids]\nmax = 0",
-        "would forbid every process",
-        Some(4),
-    ),
-];
+/// tests/data/invalid-policies.toml: the invalid policies, which the policy module's unit
+/// tests also give to the parser.
+const INVALID_POLICIES: &str = include_str!("../data/invalid-policies.toml");
 
-/// Valid TOML that passes validation but cannot run here: refused before anything is created,
-/// with the message naming the reason (no line: these are not syntax).
-const REFUSED_AT_RUN: &[(&str, &str)] = &[
-    (
-        "[cage]\nuser = \"no-such-user-claude-cage\"",
-        "no user \"no-such-user-claude-cage\"",
-    ),
-    ("[cage]\ngroup = \"root\"", "[cage] group needs [cage] user"),
-    (
-        "[cage]\nparent = \"/no-such-parent-cgroup\"",
-        "does not exist",
-    ),
-    (
-        "[cage]\nrequire = [\"pids\"]",
-        "the pids controller is bound to a cgroup v1 hierarchy",
-    ),
-];
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvalidPolicies {
+    /// The exit status of every case.
+    status: i32,
+    case: Vec<InvalidPolicy>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvalidPolicy {
+    name: String,
+    /// The file's text; "@EVENTS@" stands for the policy's own events file.
+    policy: String,
+    /// A fragment of the message.
+    error: String,
+    /// The line the message must name.
+    line: Option<usize>,
+    #[serde(default)]
+    stage: Stage,
+}
+
+/// Which part of claude-cage refuses a case.
+#[derive(serde::Deserialize, Default, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum Stage {
+    /// The parser: a message "FILE:LINE: ..." and nothing else.
+    #[default]
+    Parse,
+    /// Valid TOML that passes validation but cannot run here: refused before anything is
+    /// created, with the message naming the reason.
+    Run,
+}
 
 #[test]
 fn invalid_policy_files_exit_125_with_their_message_and_create_nothing() {
     let bot = name("badfile");
     let t = TempDir::new(&bot);
     let own_events = t.path("policy-events.jsonl");
-    let run_case = |text: &str, fragment: &str, line: Option<usize>, i: usize| {
+    let data: InvalidPolicies =
+        toml::from_str(INVALID_POLICIES).expect("tests/data/invalid-policies.toml");
+    let run_case = |c: &InvalidPolicy, i: usize| {
+        let (fragment, line) = (c.error.as_str(), c.line);
         let f = t.path(&format!("bad-{i}.toml"));
-        let text = text.replace("@EVENTS@", own_events.to_str().unwrap());
+        let text = c.policy.replace("@EVENTS@", own_events.to_str().unwrap());
         std::fs::write(&f, &text).unwrap();
         let ev = t.path(&format!("ev-{i}"));
         // --events only where the policy does not name its own file.
@@ -812,14 +738,14 @@ fn invalid_policy_files_exit_125_with_their_message_and_create_nothing() {
         if !text.contains("[events]") {
             extra.extend(["--events", ev.to_str().unwrap()]);
         }
-        let mut c = Command::new(bin());
-        c.args(["run", "--name", &bot])
+        let mut cmd = Command::new(bin());
+        cmd.args(["run", "--name", &bot])
             .args(&extra)
             .args(["--", "true"]);
-        let out = output(c);
+        let out = output(cmd);
         let err = String::from_utf8_lossy(&out.stderr);
-        let what = format!("case {i} {text:?}: stderr {err:?}");
-        assert_eq!(out.status.code(), Some(125), "{what}");
+        let what = format!("case {i} {} {text:?}: stderr {err:?}", c.name);
+        assert_eq!(out.status.code(), Some(data.status), "{what}");
         // One message on one line, starting with "claude-cage: FILE:LINE: " (a TOML syntax
         // error's message from the toml crate is joined into one line).
         let lines: Vec<&str> = err.lines().collect();
@@ -838,15 +764,25 @@ fn invalid_policy_files_exit_125_with_their_message_and_create_nothing() {
         assert!(cgroups_of(&bot).is_empty(), "cgroups created: {what}");
         assert!(state_files(&bot).is_empty(), "state file written: {what}");
     };
-    for (i, (text, fragment, line)) in INVALID.iter().enumerate() {
-        run_case(text, fragment, *line, i);
+    let mut n = 0;
+    for (i, c) in data
+        .case
+        .iter()
+        .filter(|c| c.stage == Stage::Parse)
+        .enumerate()
+    {
+        run_case(c, i);
+        n += 1;
     }
-    // Not a policy at all: binary junk, a directory.
-    run_case("\u{0}\u{1}\u{7f}garbage = = =", "", Some(1), 900);
-    let n = INVALID.len() + 1;
 
     let mut refused = 0;
-    for (i, (text, fragment)) in REFUSED_AT_RUN.iter().enumerate() {
+    for (i, c) in data
+        .case
+        .iter()
+        .filter(|c| c.stage == Stage::Run)
+        .enumerate()
+    {
+        let (text, fragment) = (&c.policy, &c.error);
         let f = t.path(&format!("refused-{i}.toml"));
         std::fs::write(&f, text).unwrap();
         let ev = t.path(&format!("ev-refused-{i}"));
@@ -857,8 +793,8 @@ fn invalid_policy_files_exit_125_with_their_message_and_create_nothing() {
             &["true"],
         ));
         let err = String::from_utf8_lossy(&out.stderr);
-        let what = format!("{text:?}: stderr {err:?}");
-        assert_eq!(out.status.code(), Some(125), "{what}");
+        let what = format!("{} {text:?}: stderr {err:?}", c.name);
+        assert_eq!(out.status.code(), Some(data.status), "{what}");
         let lines: Vec<&str> = err
             .lines()
             .filter(|l| l.starts_with("claude-cage: "))
