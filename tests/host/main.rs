@@ -7,11 +7,13 @@ mod attacks;
 mod cleanup;
 mod exit_status;
 mod hardening;
+mod library;
 mod lifetime;
 mod operate;
 mod policies;
-mod reliability;
+mod pty;
 mod signals;
+mod stress;
 
 use std::io::{BufRead, BufReader};
 use std::os::fd::AsFd;
@@ -122,6 +124,26 @@ pub fn assert_no_cgroup(name: &str) {
     assert!(!dir.exists(), "cgroup {} was left behind", dir.display());
 }
 
+/// Every file of `bot` in root's state directory (temporary files included).
+pub fn state_files(bot: &str) -> Vec<String> {
+    std::fs::read_dir("/run/claude-cage")
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.trim_start_matches('.').starts_with(&format!("{bot}-")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every cgroup under the mount whose path mentions `bot`.
+pub fn cgroups_of(bot: &str) -> Vec<PathBuf> {
+    claude_cage::cgroup::fs::descendants(&mount())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(bot))
+        .collect()
+}
+
 /// Whether a process is alive (a zombie counts as dead).
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -176,6 +198,12 @@ pub fn exits_within(pidfd: &impl AsFd, bound: std::time::Duration) -> bool {
 pub fn reap_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Waits up to `bound` for `pid` (a child of this process, not yet reaped) to exit, on a pidfd.
+pub fn exited_within(pid: nix::unistd::Pid, bound: std::time::Duration) -> bool {
+    let pidfd = claude_cage::sys::pidfd_open(pid).expect("pidfd_open on an unreaped child");
+    exits_within(&pidfd, bound)
 }
 
 /// A cgroup owned by a test, killed and removed on drop: how negative controls clean up after

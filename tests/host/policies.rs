@@ -1,4 +1,5 @@
-//! Bad input exits 125 with one message naming the file, key and line, and creates nothing.
+//! Bad input exits 125 with one message naming the file, key and line, and creates nothing;
+//! among it every case of tests/data/invalid-policies.toml.
 
 use crate::*;
 
@@ -256,4 +257,161 @@ fn a_parent_cgroup_that_is_not_writable_is_refused_and_nothing_is_created() {
         .collect();
     assert!(left.is_empty(), "files left by a refused run: {left:?}");
     assert_no_cgroup(&n);
+}
+
+// ---- Invalid policy files through the binary ----------------------------------------------------
+
+/// tests/data/invalid-policies.toml: the invalid policies, which the policy module's unit
+/// tests also give to the parser.
+const INVALID_POLICIES: &str = include_str!("../data/invalid-policies.toml");
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvalidPolicies {
+    /// The exit status of every case.
+    status: i32,
+    case: Vec<InvalidPolicy>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvalidPolicy {
+    name: String,
+    /// The file's text; "@EVENTS@" stands for the policy's own events file.
+    policy: String,
+    /// A fragment of the message.
+    error: String,
+    /// The line the message must name.
+    line: Option<usize>,
+    #[serde(default)]
+    stage: Stage,
+}
+
+/// Which part of claude-cage refuses a case.
+#[derive(serde::Deserialize, Default, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum Stage {
+    /// The parser: a message "FILE:LINE: ..." and nothing else.
+    #[default]
+    Parse,
+    /// Valid TOML that passes validation but cannot run here: refused before anything is
+    /// created, with the message naming the reason.
+    Run,
+}
+
+#[test]
+fn invalid_policy_files_exit_125_with_their_message_and_create_nothing() {
+    let bot = name("badfile");
+    let t = TempDir::new(&bot);
+    let own_events = t.path("policy-events.jsonl");
+    let data: InvalidPolicies =
+        toml::from_str(INVALID_POLICIES).expect("tests/data/invalid-policies.toml");
+    let run_case = |c: &InvalidPolicy, i: usize| {
+        let (fragment, line) = (c.error.as_str(), c.line);
+        let f = t.path(&format!("bad-{i}.toml"));
+        let text = c.policy.replace("@EVENTS@", own_events.to_str().unwrap());
+        std::fs::write(&f, &text).unwrap();
+        let ev = t.path(&format!("ev-{i}"));
+        // --events only where the policy does not name its own file.
+        let mut extra = vec!["--policy", f.to_str().unwrap()];
+        if !text.contains("[events]") {
+            extra.extend(["--events", ev.to_str().unwrap()]);
+        }
+        let mut cmd = Command::new(bin());
+        cmd.args(["run", "--name", &bot])
+            .args(&extra)
+            .args(["--", "true"]);
+        let out = output(cmd);
+        let err = String::from_utf8_lossy(&out.stderr);
+        let what = format!("case {i} {} {text:?}: stderr {err:?}", c.name);
+        assert_eq!(out.status.code(), Some(data.status), "{what}");
+        // One message on one line, starting with "claude-cage: FILE:LINE: " (a TOML syntax
+        // error's message from the toml crate is joined into one line).
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 1, "one line: {what}");
+        let prefix = match line {
+            Some(l) => format!("claude-cage: {}:{l}: ", f.display()),
+            None => format!("claude-cage: {}: ", f.display()),
+        };
+        assert!(lines[0].starts_with(&prefix), "{prefix:?} expected: {what}");
+        assert!(lines[0].contains(fragment), "{fragment:?} expected: {what}");
+        assert!(!ev.exists(), "events file created: {what}");
+        assert!(
+            !own_events.exists(),
+            "the policy's events file created: {what}"
+        );
+        assert!(cgroups_of(&bot).is_empty(), "cgroups created: {what}");
+        assert!(state_files(&bot).is_empty(), "state file written: {what}");
+    };
+    let mut n = 0;
+    for (i, c) in data
+        .case
+        .iter()
+        .filter(|c| c.stage == Stage::Parse)
+        .enumerate()
+    {
+        run_case(c, i);
+        n += 1;
+    }
+
+    let mut refused = 0;
+    for (i, c) in data
+        .case
+        .iter()
+        .filter(|c| c.stage == Stage::Run)
+        .enumerate()
+    {
+        let (text, fragment) = (&c.policy, &c.error);
+        let f = t.path(&format!("refused-{i}.toml"));
+        std::fs::write(&f, text).unwrap();
+        let ev = t.path(&format!("ev-refused-{i}"));
+        let out = output(run_cmd(
+            &bot,
+            &ev,
+            &["--policy", f.to_str().unwrap()],
+            &["true"],
+        ));
+        let err = String::from_utf8_lossy(&out.stderr);
+        let what = format!("{} {text:?}: stderr {err:?}", c.name);
+        assert_eq!(out.status.code(), Some(data.status), "{what}");
+        let lines: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with("claude-cage: "))
+            .collect();
+        assert_eq!(lines.len(), 1, "{what}");
+        assert!(lines[0].contains(fragment), "{fragment:?} expected: {what}");
+        assert!(!ev.exists(), "events file created: {what}");
+        assert!(cgroups_of(&bot).is_empty(), "cgroups created: {what}");
+        assert!(state_files(&bot).is_empty(), "state file written: {what}");
+        refused += 1;
+    }
+    // A directory, and a file owned by another user, given as the policy.
+    let dir = t.path("a-directory.toml");
+    std::fs::create_dir(&dir).unwrap();
+    let foreign = t.path("foreign.toml");
+    std::fs::write(&foreign, "[pids]\nmax = 10\n").unwrap();
+    std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
+    for (f, fragment) in [
+        (&dir, "cannot read the policy file"),
+        (&foreign, "refusing a policy file owned by uid 65534"),
+    ] {
+        let ev = t.path("ev-file");
+        let out = output(run_cmd(
+            &bot,
+            &ev,
+            &["--policy", f.to_str().unwrap()],
+            &["true"],
+        ));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{}: {err}", f.display());
+        assert!(
+            err.starts_with(&format!("claude-cage: {}: ", f.display())) && err.contains(fragment),
+            "{}: {err:?} lacks {fragment:?}",
+            f.display()
+        );
+        assert!(!ev.exists());
+        refused += 1;
+    }
+    assert!(n + refused >= 30, "{n} + {refused} cases");
+    assert_no_cgroup(&bot);
 }

@@ -1,0 +1,118 @@
+//! The `[alerts]` section: warnings before a cage is killed, and the hook that hears of them.
+
+use super::schema::{RawAlerts, Scalar};
+use super::validate::{Origin, Validator, clone_origin};
+use super::{Alerts, DEFAULT_EXEC_TIMEOUT, PolicyError};
+use crate::units::{self, Limit};
+
+impl Validator<'_> {
+    /// The `[alerts]` section, checked against the memory limits it refers to.
+    pub(super) fn alerts(
+        &self,
+        raw: RawAlerts,
+        memory_high: Option<Limit>,
+        memory_max: Option<Limit>,
+    ) -> Result<Alerts, PolicyError> {
+        let mut alerts = Alerts {
+            exec_timeout: DEFAULT_EXEC_TIMEOUT,
+            ..Default::default()
+        };
+        if let Some(w) = &raw.memory_warn {
+            let origin = Origin::File {
+                key: "alerts.memory-warn",
+                start: w.span().start,
+            };
+            let bytes = match w.get_ref() {
+                // A percentage is of memory.max, not of the machine.
+                Scalar::Text(t) if t.trim().ends_with('%') => {
+                    let Some(Limit::Bytes(max)) = memory_max else {
+                        return Err(self.error(
+                            &origin,
+                            "a percentage is of memory.max, which this policy does not set",
+                        ));
+                    };
+                    match units::parse_size(t).map_err(|e| self.error(&origin, e.0))? {
+                        units::Size::Percent(p) => (max as f64 * p / 100.0) as u64,
+                        _ => unreachable!("a size ending in % is a percentage"),
+                    }
+                }
+                other => match self.size(Some((other.clone(), clone_origin(&origin))))? {
+                    Some(Limit::Bytes(b)) => b,
+                    _ => {
+                        return Err(self.error(
+                            &origin,
+                            "must be a size or a percentage of memory.max, not \"max\"",
+                        ));
+                    }
+                },
+            };
+            // The check is event-driven: the kernel notifies when usage crosses memory.high,
+            // and only from then on is usage compared with the threshold (see alerts.rs).
+            match memory_high {
+                Some(Limit::Bytes(h)) if h <= bytes => {}
+                _ => {
+                    return Err(self.error(
+                        &origin,
+                        format!(
+                            "{} needs memory.high at or below it: the kernel's notice that usage crossed memory.high is what starts the check",
+                            units::Bytes(bytes)
+                        ),
+                    ));
+                }
+            }
+            if let Some(Limit::Bytes(m)) = memory_max {
+                if bytes >= m {
+                    return Err(self.error(
+                        &origin,
+                        format!(
+                            "{} is not below memory.max ({})",
+                            units::Bytes(bytes),
+                            units::Bytes(m)
+                        ),
+                    ));
+                }
+            }
+            alerts.memory_warn = Some(bytes);
+        }
+        if let Some(p) = &raw.pressure {
+            let origin = Origin::File {
+                key: "alerts.pressure",
+                start: p.span().start,
+            };
+            alerts.pressure =
+                Some(units::parse_pressure(p.get_ref()).map_err(|e| self.error(&origin, e.0))?);
+        }
+        if let Some(e) = &raw.exec {
+            let origin = Origin::File {
+                key: "alerts.exec",
+                start: e.span().start,
+            };
+            let argv = e.get_ref().clone();
+            match argv.first() {
+                None => {
+                    return Err(self.error(
+                        &origin,
+                        "must name a program, e.g. [\"/usr/local/bin/page-ops\"]",
+                    ));
+                }
+                Some(p) if !p.starts_with('/') => {
+                    return Err(self.error(&origin, format!("{p:?} must be an absolute path")));
+                }
+                Some(_) => {}
+            }
+            alerts.exec = argv;
+        }
+        if let Some(t) = &raw.exec_timeout {
+            let origin = Origin::File {
+                key: "alerts.exec-timeout",
+                start: t.span().start,
+            };
+            let d = units::parse_duration(t.get_ref()).map_err(|e| self.error(&origin, e.0))?;
+            if d.is_zero() {
+                return Err(self.error(&origin, "must be longer than 0s"));
+            }
+            alerts.exec_timeout = d;
+        }
+        Ok(alerts)
+    }
+}

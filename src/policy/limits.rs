@@ -1,0 +1,118 @@
+//! The limits: the `[bot]` section (the bot's cgroup, shared by its cages) and the `[memory]`,
+//! `[pids]` and `[cpu]` sections (each cage's own).
+
+use super::schema::{RawBot, RawCpu, RawMemory, RawPids};
+use super::validate::{Origin, Validator, clone_origin, text};
+use super::{Overrides, PolicyError};
+use crate::units::{self, CpuMax, Limit};
+
+/// The `[memory]` section, validated.
+pub(super) struct Memory {
+    pub(super) high: Option<Limit>,
+    pub(super) max: Option<Limit>,
+    pub(super) swap_max: Option<Limit>,
+    pub(super) oom_group: bool,
+}
+
+impl Validator<'_> {
+    /// The `[bot]` section: `memory-max` and `pids-max`.
+    pub(super) fn bot(&self, bot: RawBot) -> Result<(Option<Limit>, Option<Limit>), PolicyError> {
+        let bot_memory_max =
+            self.size(self.pick(bot.memory_max.as_ref(), "bot.memory-max", None, "", text))?;
+        let bot_pids_max =
+            self.count(self.pick(bot.pids_max.as_ref(), "bot.pids-max", None, "", text))?;
+        Ok((bot_memory_max, bot_pids_max))
+    }
+
+    /// The `[memory]` section, with `--memory-high` and `--memory-max` replacing its values.
+    pub(super) fn memory(&self, memory: RawMemory, o: &Overrides) -> Result<Memory, PolicyError> {
+        let high_v = self.pick(
+            memory.high.as_ref(),
+            "memory.high",
+            o.memory_high.as_ref(),
+            "--memory-high",
+            text,
+        );
+        let high_origin = high_v.as_ref().map(|(_, o)| clone_origin(o));
+        let mut memory_high = self.size(high_v)?;
+        let memory_max = self.size(self.pick(
+            memory.max.as_ref(),
+            "memory.max",
+            o.memory_max.as_ref(),
+            "--memory-max",
+            text,
+        ))?;
+        if let (Some(Limit::Bytes(h)), Some(Limit::Bytes(m)), Some(origin)) =
+            (memory_high, memory_max, &high_origin)
+        {
+            if h > m && matches!(origin, Origin::File { .. }) && o.memory_max.is_some() {
+                // --memory-max below the policy's memory.high: the flag is the newer word, so
+                // the policy's throttling threshold above it is dropped rather than refused.
+                memory_high = None;
+            } else if h > m {
+                return Err(self.error(
+                    origin,
+                    format!(
+                        "memory.high ({}) is above memory.max ({}): throttling would never start before the OOM kill",
+                        units::Bytes(h),
+                        units::Bytes(m)
+                    ),
+                ));
+            }
+        }
+        let swap_max =
+            self.size(self.pick(memory.swap_max.as_ref(), "memory.swap-max", None, "", text))?;
+        Ok(Memory {
+            high: memory_high,
+            max: memory_max,
+            swap_max,
+            oom_group: memory.oom_group.unwrap_or(true),
+        })
+    }
+
+    /// The `[pids]` section, with `--pids-max` replacing its value.
+    pub(super) fn pids(&self, pids: RawPids, o: &Overrides) -> Result<Option<Limit>, PolicyError> {
+        self.count(self.pick(
+            pids.max.as_ref(),
+            "pids.max",
+            o.pids_max.as_ref(),
+            "--pids-max",
+            text,
+        ))
+    }
+
+    /// The `[cpu]` section: `max` and `weight`.
+    pub(super) fn cpu(&self, cpu: RawCpu) -> Result<(Option<CpuMax>, Option<u32>), PolicyError> {
+        let cpu_max = match &cpu.max {
+            None => None,
+            Some(s) => Some(units::parse_cpu_max(s.get_ref()).map_err(|e| {
+                self.error(
+                    &Origin::File {
+                        key: "cpu.max",
+                        start: s.span().start,
+                    },
+                    e.0,
+                )
+            })?),
+        };
+        let cpu_weight = match &cpu.weight {
+            None => None,
+            Some(w) => {
+                let v = *w.get_ref();
+                if !(1..=10_000).contains(&v) {
+                    return Err(self.error(
+                        &Origin::File {
+                            key: "cpu.weight",
+                            start: w.span().start,
+                        },
+                        format!(
+                            "{v} is out of range: the kernel takes 1 to 10000 (100 is the default)"
+                        ),
+                    ));
+                }
+                Some(v as u32)
+            }
+        };
+        Ok((cpu_max, cpu_weight))
+    }
+}
