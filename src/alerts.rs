@@ -121,7 +121,7 @@ impl Alerts {
             _ => None,
         };
         let alerts = Alerts {
-            hooks: Hooks::new(&settings.exec, settings.exec_timeout, &[]),
+            hooks: Hooks::new(&settings.exec, settings.exec_timeout, &settings.env),
             trigger: settings.pressure.map(|t| t.to_string()),
             psi,
             warn,

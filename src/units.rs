@@ -165,8 +165,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
         };
         total = total.checked_add(part).ok_or_else(bad)?;
     }
+    if total > MAX_DURATION {
+        return Err(err(format!(
+            "duration {text:?} is longer than the most claude-cage accepts, {}d (10 years)",
+            MAX_DURATION.as_secs() / 86_400
+        )));
+    }
     Ok(total)
 }
+
+/// The longest duration a policy or flag may give: ten years. Every deadline is a start time
+/// plus one of these, which must stay far inside what the clock can hold; a limit meant as
+/// "never" is left unset instead.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
 
 /// A CPU bandwidth limit: a share of one CPU in percent, or no limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -361,6 +372,28 @@ pub(crate) fn fuzz_corpus(name: &str) -> Vec<(std::path::PathBuf, String)> {
 
 #[cfg(test)]
 mod tests {
+
+    /// A duration past ten years is refused, whatever its spelling, before anything uses it.
+    #[test]
+    fn durations_are_bounded() {
+        for text in [
+            "18446744073709551615s",
+            "3651d",
+            "87601h",
+            "315360001s",
+            "3650d1ms",
+        ] {
+            let e = parse_duration(text).unwrap_err().0;
+            assert!(
+                e.contains("longer than the most") || e.contains("bad duration"),
+                "{text}: {e}"
+            );
+        }
+        assert_eq!(parse_duration("3650d").unwrap(), super::MAX_DURATION);
+        // Every accepted duration leaves room for any deadline claude-cage computes from it.
+        let now = std::time::Instant::now();
+        assert!(now.checked_add(super::MAX_DURATION * 2).is_some());
+    }
     use super::*;
 
     #[test]

@@ -2,7 +2,7 @@
 
 use super::schema::{RawAlerts, Scalar};
 use super::validate::{Origin, Validator, clone_origin};
-use super::{Alerts, DEFAULT_EXEC_TIMEOUT, PolicyError};
+use super::{Alerts, DEFAULT_EXEC_TIMEOUT, MAX_EXEC_TIMEOUT, PolicyError};
 use crate::units::{self, Limit};
 
 impl Validator<'_> {
@@ -111,7 +111,34 @@ impl Validator<'_> {
             if d.is_zero() {
                 return Err(self.error(&origin, "must be longer than 0s"));
             }
+            if d > MAX_EXEC_TIMEOUT {
+                return Err(self.error(
+                    &origin,
+                    format!(
+                        "must be at most {}: claude-cage waits for its hooks before it exits",
+                        units::Elapsed(MAX_EXEC_TIMEOUT)
+                    ),
+                ));
+            }
             alerts.exec_timeout = d;
+        }
+        if let Some(e) = &raw.env {
+            let origin = Origin::File {
+                key: "alerts.env",
+                start: e.span().start,
+            };
+            for name in e.get_ref() {
+                let valid = !name.is_empty()
+                    && !name.starts_with(|c: char| c.is_ascii_digit())
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !valid {
+                    return Err(self.error(
+                        &origin,
+                        format!("{name:?} is not the name of an environment variable"),
+                    ));
+                }
+            }
+            alerts.env = e.get_ref().clone();
         }
         Ok(alerts)
     }

@@ -30,7 +30,7 @@ pub use load::{load_default, load_file, parse, parse_with};
 pub use overrides::Overrides;
 pub use values::{
     Alerts, Backend, Controller, DEFAULT_EXEC_TIMEOUT, DEFAULT_POLICY, DEFAULT_PROGRAM,
-    DEFAULT_SLICE, DEFAULT_SOURCE, DEFAULT_TERM_GRACE, Parent, ParentDeath,
+    DEFAULT_SLICE, DEFAULT_SOURCE, DEFAULT_TERM_GRACE, MAX_EXEC_TIMEOUT, Parent, ParentDeath,
 };
 
 /// A validated policy: every limit resolved, every value in range.

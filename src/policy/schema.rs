@@ -27,6 +27,7 @@ pub(super) struct RawAlerts {
     pub(super) pressure: Option<Spanned<String>>,
     pub(super) exec: Option<Spanned<Vec<String>>>,
     pub(super) exec_timeout: Option<Spanned<String>>,
+    pub(super) env: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize, Default, Clone)]

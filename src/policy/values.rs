@@ -88,10 +88,17 @@ pub struct Alerts {
     pub exec: Vec<String>,
     /// How long the hook may run before it is killed.
     pub exec_timeout: Duration,
+    /// The variables of claude-cage's environment that the hook gets (it gets none other but
+    /// `PATH`): the bot's API keys stay out of it unless named here.
+    pub env: Vec<String>,
 }
 
 /// The default `[alerts] exec-timeout`.
 pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest `[alerts] exec-timeout`: claude-cage waits for its hooks before it exits, so a
+/// hook may hold an ended bot child's exit at most this long.
+pub const MAX_EXEC_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The default grace between a forwarded SIGTERM and the kill of the cage. It is shorter than
 /// the 5 s the Agent SDK waits before its own SIGKILL, so the cage is gone first.

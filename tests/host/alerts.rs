@@ -192,24 +192,33 @@ fn a_hook_that_escapes_its_process_group_does_not_outlive_claude_cage() {
 }
 
 /// The hook's environment is not claude-cage's: an API key in claude-cage's environment does
-/// not reach it; PATH and the event's kind do.
+/// not reach it; PATH and the event's kind do, and a variable `[alerts] env` names.
 #[test]
 fn a_hook_gets_no_secrets_from_the_environment() {
     let n = name("hookenv");
     let t = TempDir::new(&n);
     let log = t.path("env");
     let p = policy(&t, "5s", &format!("env > {}", log.display()));
+    let mut text = std::fs::read_to_string(&p).unwrap();
+    text.push_str("env = [\"PAGER_URL\"]\n");
+    std::fs::write(&p, text).unwrap();
     let mut c = run_cmd(
         &n,
         &t.path("ev"),
         &["--policy", p.to_str().unwrap()],
         &["sh", "-c", "test -n \"$ANTHROPIC_API_KEY\" && exit 3"],
     );
-    c.env("ANTHROPIC_API_KEY", "sk-secret");
+    c.env("ANTHROPIC_API_KEY", "sk-secret")
+        .env("PAGER_URL", "http://127.0.0.1:9/page");
     let out = output(c);
     assert_eq!(out.status.code(), Some(3), "the child has the key: {out:?}");
     let env = std::fs::read_to_string(&log).unwrap();
     assert!(!env.contains("sk-secret"), "{env}");
+    assert!(
+        env.lines()
+            .any(|l| l == "PAGER_URL=http://127.0.0.1:9/page"),
+        "the allowed variable: {env}"
+    );
     assert!(env.lines().any(|l| l == "CLAUDE_CAGE_EVENT=exit"), "{env}");
     assert!(env.lines().any(|l| l == "CLAUDE_CAGE_COALESCED=1"), "{env}");
     assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");

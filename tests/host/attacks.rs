@@ -442,3 +442,39 @@ fn ps_escapes_the_control_characters_of_a_recorded_command() {
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(rows[0]["command"][1], "X=\x1b]0;owned\x07");
 }
+
+/// Attack 6: a duration of 2^64 seconds on the command line. It is refused with 125 and one line
+/// before anything exists, instead of passing validation and aborting once the cage does; the
+/// longest accepted duration runs (the negative control).
+#[test]
+fn a_two_to_the_sixty_four_second_duration_is_refused_before_anything_is_created() {
+    mount();
+    let n = name("hugedur");
+    let t = TempDir::new(&n);
+    for flag in ["--max-runtime", "--term-grace", "--stdin-eof-grace"] {
+        let out = output_within(
+            run_cmd(
+                &n,
+                &t.path("ev"),
+                &[flag, "18446744073709551615s"],
+                &["true"],
+            ),
+            Duration::from_secs(20),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{flag}: {err}");
+        assert_eq!(err.lines().count(), 1, "{flag}: {err}");
+        assert!(err.contains(flag), "{flag}: {err}");
+        assert!(
+            !t.path("ev").exists(),
+            "{flag}: the events file was created"
+        );
+        assert_no_cgroup(&n);
+    }
+    let out = output_within(
+        run_cmd(&n, &t.path("ev"), &["--max-runtime", "3650d"], &["true"]),
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_no_cgroup(&n);
+}
