@@ -86,6 +86,7 @@ impl Stage {
     pub fn operation(self) -> &'static str {
         match self {
             Stage::JoinCgroup => "move into the cage (writing its cgroup.procs)",
+            Stage::NewSession => "leave claude-cage's terminal (setsid)",
             Stage::DropBounding => "drop the capability bounding set (prctl PR_CAPBSET_DROP)",
             Stage::ClearAmbient => "clear the ambient capabilities (prctl PR_CAP_AMBIENT)",
             Stage::SetGroups => "set the supplementary groups (setgroups)",
@@ -312,6 +313,14 @@ pub fn spawn(
         err_w.as_raw_fd(),
         go_r.as_raw_fd(),
     );
+    // A child that runs as another user must not share a terminal it could push input into:
+    // with one on stdin, stdout or stderr it starts in a new session, without a controlling
+    // terminal (docs/security.md). It still reads and writes the terminal through those
+    // descriptors; claude-cage, in the terminal's foreground, forwards ^C and ^\ as signals.
+    spec.new_session = credentials.is_some()
+        && [0, 1, 2]
+            .into_iter()
+            .any(|fd| nix::unistd::isatty(fd).unwrap_or(false));
     spec.credentials = credentials;
     if cgroupns {
         spec.move_after_clone = true;

@@ -66,6 +66,10 @@ pub struct ExecSpec {
     pub clone_flags: u64,
     /// Drop to this user before exec (root only).
     pub credentials: Option<Credentials>,
+    /// Start a new session (setsid(2)) first: the child then has no controlling terminal, so it
+    /// cannot push input into the terminal of whoever started claude-cage (TIOCSTI, tty_ioctl(4),
+    /// needs the terminal to be the caller's controlling one).
+    pub new_session: bool,
 }
 
 /// `CLONE_NEWCGROUP` (linux/sched.h): a new cgroup namespace rooted at the child's cgroup.
@@ -109,6 +113,7 @@ impl ExecSpec {
             go_fd,
             move_after_clone: false,
             clone_flags: 0,
+            new_session: false,
             credentials: None,
         }
     }
@@ -200,6 +205,8 @@ fn fork_child(spec: &ExecSpec, move_self: bool) -> io::Result<Started> {
 pub enum Stage {
     /// Writing "0" into the cage's `cgroup.procs` (the fork fallback, a cgroup namespace).
     JoinCgroup = 1,
+    /// setsid(2), leaving claude-cage's terminal.
+    NewSession = 14,
     /// `PR_CAPBSET_DROP` for each capability.
     DropBounding,
     /// `PR_CAP_AMBIENT_CLEAR_ALL`.
@@ -224,8 +231,9 @@ pub enum Stage {
 }
 
 impl Stage {
-    const ALL: [Stage; 13] = [
+    const ALL: [Stage; 14] = [
         Stage::JoinCgroup,
+        Stage::NewSession,
         Stage::DropBounding,
         Stage::ClearAmbient,
         Stage::SetGroups,
@@ -256,8 +264,8 @@ pub const REPORT_LEN: usize = 5;
 /// failure on the way is reported on the error pipe with its [`Stage`], so that the parent
 /// never mistakes a child that ended before exec for one that exec'd.
 fn child_after_clone(spec: &ExecSpec, move_self: bool) -> ! {
-    // SAFETY: only async-signal-safe system calls (write, read, prctl, getppid, sigprocmask,
-    // execve, _exit; signal-safety(7)) on memory that was allocated before the clone and stays valid,
+    // SAFETY: only async-signal-safe system calls (write, read, setsid, prctl, getppid,
+    // sigprocmask, execve, _exit; signal-safety(7)) on memory that was allocated before the clone and stays valid,
     // because this process never returns to Rust code that could free it.
     unsafe {
         if move_self || spec.move_after_clone {
@@ -267,6 +275,9 @@ fn child_after_clone(spec: &ExecSpec, move_self: bool) -> ! {
                     fail(spec.error_fd, Stage::JoinCgroup);
                 }
             }
+        }
+        if spec.new_session && libc::setsid() < 0 {
+            fail(spec.error_fd, Stage::NewSession);
         }
         if let Some(c) = &spec.credentials {
             drop_privileges(c, spec.error_fd);

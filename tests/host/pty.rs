@@ -316,3 +316,66 @@ fn a_background_claude_cage_is_never_stopped_by_sigttou_under_tostop() {
         "claude-cage was stopped in the background (state T): {jobs}"
     );
 }
+
+/// Attack 5 of docs/security.md: a child running as `[cage] user` pushes a command into the
+/// terminal of the root shell that started claude-cage (TIOCSTI, allowed on this host with
+/// `dev.tty.legacy_tiocsti = 1`), for the shell to run once claude-cage exits. The child starts
+/// in a new session, so the ioctl is refused and the shell never runs the command. The negative
+/// control: the same child as root, in the shell's session, succeeds.
+#[test]
+fn a_child_as_another_user_cannot_type_into_roots_terminal() {
+    let bot = name("tiocsti");
+    let t = TempDir::new(&bot);
+    let inject = t.path("inject.py");
+    std::fs::write(
+        &inject,
+        concat!(
+            "import fcntl, termios\n",
+            "try:\n",
+            "    for c in b'echo INJECT' b'ED-$((6*7))\\n':\n",
+            "        fcntl.ioctl(0, termios.TIOCSTI, bytes([c]))\n",
+            "    print('tio' + 'csti=done')\n",
+            "except OSError as e:\n",
+            "    print('tio' + 'csti=' + e.strerror)\n",
+        ),
+    )
+    .unwrap();
+    let caged = t.path("caged.toml");
+    std::fs::write(&caged, "[cage]\nuser = \"nobody\"\n").unwrap();
+    // Debian's python3, which user nobody may run (a python3 earlier in root's PATH may not be).
+    let python = "/usr/bin/python3";
+    assert!(
+        Path::new(python).exists(),
+        "this test needs {python} (Debian package python3)"
+    );
+    let mut term = Terminal::start();
+
+    // The negative control: as root in the shell's session, the injection works.
+    term.send(&format!(
+        "{} run --name {bot} -- {python} {}\n",
+        bin(),
+        inject.display()
+    ));
+    let said = term.expect("tiocsti=");
+    assert!(said.contains("tiocsti=done"), "{said}");
+    term.expect("INJECTED-42");
+
+    term.send(&format!(
+        "{} run --name {bot} --policy {} -- {python} {}\n",
+        bin(),
+        caged.display(),
+        inject.display()
+    ));
+    let said = term.expect("tiocsti=");
+    assert!(
+        said.contains("tiocsti=Operation not permitted")
+            || said.contains("tiocsti=Input/output error"),
+        "{said}"
+    );
+    // Anything injected would be read by the shell before this line.
+    let after = in_shell(&mut term, "echo \"A\"\"FTER\"");
+    assert!(after.contains("AFTER"), "{after}");
+    assert!(!after.contains("INJECTED-42"), "root's shell ran: {after}");
+    term.exit();
+    assert_no_cgroup(&bot);
+}
