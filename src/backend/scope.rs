@@ -152,6 +152,11 @@ fn finish(
         })?;
     }
     cgroup::fs::write(&hold, cgroup::fs::PROCS, &holder.0.to_string())?;
+    // A user's manager delegates the scope but keeps cgroup.max.* root's: as a user the scope
+    // takes only what systemd's own properties give it.
+    if nix::unistd::Uid::effective().is_root() {
+        limits::write_nesting(&cage.dir, policy);
+    }
     if let Some(p) = early.as_ref() {
         cgroup::fs::write(&cage.main, cgroup::fs::PROCS, &p.pid.to_string())?;
     }

@@ -138,6 +138,7 @@ impl Cage {
     fn setup(&mut self, place: &Placement, policy: &Policy) -> Result<(), CgroupError> {
         self.applied = limits::for_cage(policy, &place.controllers);
         limits::write_cage(&self.dir, &mut self.applied)?;
+        limits::write_nesting(&self.dir, policy);
         if place.controllers.contains(&Controller::Memory) {
             limits::write_oom_group(&self.dir, policy.oom_group)?;
             self.applied.oom_group = Some(policy.oom_group);

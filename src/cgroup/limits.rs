@@ -78,6 +78,24 @@ pub fn write_cage(dir: &Path, a: &mut Applied) -> Result<(), CgroupError> {
     Ok(())
 }
 
+/// Bounds the cgroups the child may make inside the cage `dir` (`cgroup.max.descendants`,
+/// `cgroup.max.depth`), which the child cannot raise: the files stay root's even when the cage
+/// is delegated to `[cage] user`. Not applied (a warning) where this user may not write them.
+pub fn write_nesting(dir: &Path, policy: &Policy) {
+    for (file, key, v) in [
+        (
+            fs::MAX_DESCENDANTS,
+            "cage.max-descendants",
+            policy.max_descendants,
+        ),
+        (fs::MAX_DEPTH, "cage.max-depth", policy.max_depth),
+    ] {
+        if let Err(e) = write(dir, file, &v.to_string()) {
+            crate::warning!("{key} is not applied: {}", crate::error::error_chain(&e));
+        }
+    }
+}
+
 /// Writes `memory.oom.group` into `dir` (the cage, or its `main`: see the systemd backend).
 pub fn write_oom_group(dir: &Path, on: bool) -> Result<(), CgroupError> {
     write(dir, MEMORY_OOM_GROUP, if on { "1" } else { "0" })

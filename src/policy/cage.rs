@@ -3,7 +3,10 @@
 
 use super::schema::RawCage;
 use super::validate::{Origin, Validator, owned};
-use super::{Backend, Controller, DEFAULT_SLICE, Overrides, Parent, PolicyError};
+use super::{
+    Backend, Controller, DEFAULT_MAX_DEPTH, DEFAULT_MAX_DESCENDANTS, DEFAULT_SLICE, Overrides,
+    Parent, PolicyError,
+};
 
 /// The `[cage]` section, validated.
 pub(super) struct Cage {
@@ -15,6 +18,8 @@ pub(super) struct Cage {
     pub(super) group: Option<String>,
     pub(super) cgroupns: bool,
     pub(super) require: Vec<Controller>,
+    pub(super) max_descendants: u32,
+    pub(super) max_depth: u32,
 }
 
 impl Validator<'_> {
@@ -49,6 +54,18 @@ impl Validator<'_> {
         let slice = self.slice(&cage)?;
         self.user_and_group(&cage)?;
         let require = self.require(&cage)?;
+        let max_descendants = self.nesting(
+            cage.max_descendants.as_ref(),
+            "cage.max-descendants",
+            DEFAULT_MAX_DESCENDANTS,
+            2,
+        )?;
+        let max_depth = self.nesting(
+            cage.max_depth.as_ref(),
+            "cage.max-depth",
+            DEFAULT_MAX_DEPTH,
+            1,
+        )?;
         Ok(Cage {
             name,
             parent,
@@ -58,7 +75,35 @@ impl Validator<'_> {
             group: cage.group.as_ref().map(|g| g.get_ref().clone()),
             cgroupns: cage.cgroupns.unwrap_or(false),
             require,
+            max_descendants,
+            max_depth,
         })
+    }
+
+    /// `cage.max-descendants` or `cage.max-depth`: a whole number from `least` up.
+    fn nesting(
+        &self,
+        v: Option<&toml::Spanned<i64>>,
+        key: &'static str,
+        default: u32,
+        least: u32,
+    ) -> Result<u32, PolicyError> {
+        let Some(v) = v else {
+            return Ok(default);
+        };
+        let n = *v.get_ref();
+        u32::try_from(n)
+            .ok()
+            .filter(|n| *n >= least)
+            .ok_or_else(|| {
+                self.error(
+                    &Origin::File {
+                        key,
+                        start: v.span().start,
+                    },
+                    format!("{n} is not a whole number from {least} to {}", u32::MAX),
+                )
+            })
     }
 
     fn backend(&self, cage: &RawCage) -> Result<Backend, PolicyError> {

@@ -29,8 +29,9 @@ pub use error::PolicyError;
 pub use load::{load_default, load_file, parse, parse_with};
 pub use overrides::Overrides;
 pub use values::{
-    Alerts, Backend, Controller, DEFAULT_EXEC_TIMEOUT, DEFAULT_POLICY, DEFAULT_PROGRAM,
-    DEFAULT_SLICE, DEFAULT_SOURCE, DEFAULT_TERM_GRACE, MAX_EXEC_TIMEOUT, Parent, ParentDeath,
+    Alerts, Backend, Controller, DEFAULT_EXEC_TIMEOUT, DEFAULT_MAX_DEPTH, DEFAULT_MAX_DESCENDANTS,
+    DEFAULT_POLICY, DEFAULT_PROGRAM, DEFAULT_SLICE, DEFAULT_SOURCE, DEFAULT_TERM_GRACE,
+    MAX_EXEC_TIMEOUT, Parent, ParentDeath,
 };
 
 /// A validated policy: every limit resolved, every value in range.
@@ -52,6 +53,10 @@ pub struct Policy {
     /// Run the child in a cgroup namespace rooted at its cage.
     pub cgroupns: bool,
     pub require: Vec<Controller>,
+    /// `cgroup.max.descendants` of the cage.
+    pub max_descendants: u32,
+    /// `cgroup.max.depth` of the cage.
+    pub max_depth: u32,
     pub bot_memory_max: Option<Limit>,
     pub bot_pids_max: Option<Limit>,
     pub memory_high: Option<Limit>,

@@ -41,6 +41,8 @@ pub(super) struct RawCage {
     pub(super) user: Option<Spanned<String>>,
     pub(super) group: Option<Spanned<String>>,
     pub(super) cgroupns: Option<bool>,
+    pub(super) max_descendants: Option<Spanned<i64>>,
+    pub(super) max_depth: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default, Clone)]

@@ -374,3 +374,20 @@ fn names_from_programs() {
     assert_eq!(name_from_program("///"), "cage");
     assert!(check_name(&name_from_program(&"x".repeat(100))).is_ok());
 }
+
+#[test]
+fn nesting_defaults_and_bounds() {
+    let p = parse("", "p", &Default::default(), 1 << 30).unwrap();
+    assert_eq!(
+        (p.max_descendants, p.max_depth),
+        (DEFAULT_MAX_DESCENDANTS, DEFAULT_MAX_DEPTH)
+    );
+    let p = parse(
+        "[cage]\nmax-descendants = 2\nmax-depth = 1\n",
+        "p",
+        &Default::default(),
+        1 << 30,
+    )
+    .unwrap();
+    assert_eq!((p.max_descendants, p.max_depth), (2, 1));
+}

@@ -161,6 +161,8 @@ impl Validator<'_> {
             group: cage.group,
             cgroupns: cage.cgroupns,
             require: cage.require,
+            max_descendants: cage.max_descendants,
+            max_depth: cage.max_depth,
             bot_memory_max,
             bot_pids_max,
             memory_high,

@@ -93,6 +93,13 @@ pub struct Alerts {
     pub env: Vec<String>,
 }
 
+/// The default `[cage] max-descendants`: cgroups the child may make inside its cage (Claude
+/// Code makes one beside `main`), so a runaway cannot fill the kernel with cgroups.
+pub const DEFAULT_MAX_DESCENDANTS: u32 = 64;
+
+/// The default `[cage] max-depth`: how deep the cgroups inside a cage may nest.
+pub const DEFAULT_MAX_DEPTH: u32 = 8;
+
 /// The default `[alerts] exec-timeout`.
 pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -478,3 +478,38 @@ fn a_two_to_the_sixty_four_second_duration_is_refused_before_anything_is_created
     assert!(out.status.success(), "{out:?}");
     assert_no_cgroup(&n);
 }
+
+/// A child that fills the kernel with cgroups inside its cage: `cage.max-descendants` stops it
+/// (the cage's `main` counts as one), and with the default the same cgroups are made (the
+/// negative control); the cage goes with everything made in it.
+#[test]
+fn a_child_cannot_make_more_cgroups_than_the_policy_allows() {
+    mount();
+    let n = name("nesting");
+    let t = TempDir::new(&n);
+    std::fs::write(
+        t.path("p.toml"),
+        "[cage]\nmax-descendants = 2\nmax-depth = 2\n",
+    )
+    .unwrap();
+    let script = concat!(
+        "d=$CLAUDE_CAGE_CGROUP; echo max=$(cat $d/cgroup.max.descendants)/$(cat $d/cgroup.max.depth); ",
+        "mkdir $d/a && echo a=made; mkdir $d/b 2>/dev/null && echo b=made; ",
+        "mkdir $d/a/deeper 2>/dev/null && echo deeper=made; true"
+    );
+    let limited = output(run_cmd(
+        &n,
+        &t.path("ev"),
+        &["--policy", t.path("p.toml").to_str().unwrap()],
+        &["sh", "-c", script],
+    ));
+    let open = output(run_cmd(&n, &t.path("ev2"), &[], &["sh", "-c", script]));
+    assert_no_cgroup(&n);
+    let limited = String::from_utf8_lossy(&limited.stdout).into_owned();
+    let open = String::from_utf8_lossy(&open.stdout).into_owned();
+    assert_eq!(limited, "max=2/2\na=made\n", "{limited}");
+    assert_eq!(
+        open, "max=64/8\na=made\nb=made\ndeeper=made\n",
+        "negative control: {open}"
+    );
+}
