@@ -7,8 +7,9 @@
 # Two parts: the helpers a scenario uses, and run_scenarios, the loop of each guest's runner
 # (tests/vm/init, tests/systemd/guest/runner).
 #
-# A scenario runs with: VMTEST_NAME (its name), T (an empty work dir, writable by everyone),
-# VMTEST_FAILFILE (where fail() leaves its one-line reason). Everything it prints goes to its
+# A scenario runs with: VMTEST_NAME (its name), T (an empty work dir of root's, mode 755:
+# claude-cage refuses an events file in a directory other users can write, so a scenario that
+# runs claude-cage as another user gives it T), VMTEST_FAILFILE (where fail() leaves its one-line reason). Everything it prints goes to its
 # log, shown on the console only when it fails.
 
 CG=/sys/fs/cgroup
@@ -298,7 +299,7 @@ run_scenarios() {
 		lim=${lim:-$dflt}
 		work=/tmp/vmtest/$name
 		mkdir -p "$work"
-		chmod 777 "$work"
+		chmod 755 "$work"
 		ff=/tmp/vmtest/$name.fail
 		t0=$(now)
 		# shellcheck disable=SC2016,SC2086 # $0 is the scenario's; $shell is a command with options

@@ -10,6 +10,9 @@ systemd_policy "$T/p.toml" sd-user \
 	'[pids]' 'max = 32'
 
 export CAGE_AS=bot
+# claude-cage, run as bot, writes its events in $T: the directory must be bot's (or root's and
+# written by no one else).
+chown bot "$T"
 cage_bg run --policy "$T/p.toml" -- sleep 62
 rpid=$!
 wait_event "$T/run.events" start 20
