@@ -81,7 +81,9 @@ pub fn parse_with(
 ) -> Result<Policy, PolicyError> {
     let raw: RawPolicy = toml::from_str(text).map_err(|e| PolicyError {
         file: source.to_owned(),
-        key: None,
+        // toml names no key in a value's error ("invalid type: string \"100\", expected
+        // i64"): the key is read back from the text at the error's place.
+        key: e.span().and_then(|s| key_at(text, s.start)),
         line: e.span().map(|s| line_of(text, s.start)),
         // toml's message may run over several lines ("invalid table header\nexpected `.`, `]`");
         // claude-cage's errors are one line each.
@@ -131,4 +133,40 @@ pub(super) fn line_of(text: &str, offset: usize) -> usize {
         .filter(|&&b| b == b'\n')
         .count()
         + 1
+}
+
+/// The dotted key (`cpu.weight`) whose `key = value` line holds byte `offset` of a policy's
+/// text, under the table header above it; `None` where that line is no `key = value` line (a
+/// table header, a syntax error, a value continued over several lines).
+pub(super) fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let line = &text[start..end];
+    let (key, _) = line.split_once('=')?;
+    let key = dotted(key)?;
+    let table = text[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .and_then(|h| dotted(h.trim_start_matches('[').split(']').next()?));
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key,
+    })
+}
+
+/// A TOML key (bare, quoted or dotted) with its parts joined by dots; `None` if it is not one.
+fn dotted(key: &str) -> Option<String> {
+    let parts: Vec<&str> = key
+        .split('.')
+        .map(|p| p.trim().trim_matches('"').trim_matches('\''))
+        .collect();
+    let bare = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    parts.iter().all(|p| bare(p)).then(|| parts.join("."))
 }

@@ -391,3 +391,20 @@ fn nesting_defaults_and_bounds() {
     .unwrap();
     assert_eq!((p.max_descendants, p.max_depth), (2, 1));
 }
+
+#[test]
+fn the_key_of_a_toml_error_is_read_back_from_the_text() {
+    use super::load::key_at;
+    let text =
+        "# c\n[cpu] # the CPU\nweight = \"100\"\n\"max\" = 1\n[alerts]\nexec = [\n  1,\n]\n[cage\n";
+    let at = |needle: &str| key_at(text, text.find(needle).expect(needle));
+    assert_eq!(at("\"100\"").as_deref(), Some("cpu.weight"));
+    assert_eq!(at("weight").as_deref(), Some("cpu.weight"));
+    assert_eq!(at("= 1").as_deref(), Some("cpu.max"));
+    // A value continued over lines, a table header, a comment: no key is guessed.
+    assert_eq!(at("  1,"), None);
+    assert_eq!(at("[cage"), None);
+    assert_eq!(at("# c"), None);
+    assert_eq!(key_at("a.b = 1", 6).as_deref(), Some("a.b"));
+    assert_eq!(key_at("", 0), None);
+}
