@@ -2,7 +2,7 @@
 //! the backend, the events file, the starter to watch and the signalfd — before anything is
 //! created. Every failure here means nothing was started (125, 126 or 127).
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -30,10 +30,14 @@ pub struct Invocation {
     pub overrides: Overrides,
     /// PROGRAM; `None` means the policy's `program`.
     pub program: Option<OsString>,
+    /// In shim mode, `$CLAUDE_CAGE_PROGRAM`: taken as root only if the policy sets
+    /// `program-from-env = true`.
+    pub env_program: Option<OsString>,
     /// The program's arguments (without its name).
     pub args: Vec<OsString>,
-    /// In shim mode, PATH entries that are claude-cage itself are skipped.
-    pub skip_self: bool,
+    /// Shim mode: PATH entries that are claude-cage itself are skipped and, as root, the
+    /// environment chooses nothing that root did not write (see [`shim_path`]).
+    pub shim: bool,
     /// The pid of the process that started claude-cage, read first thing in `main`.
     pub starter: Pid,
 }
@@ -58,20 +62,29 @@ pub struct Plan {
 /// program, the user to run as, where the cage goes, the events file, the starter.
 pub fn prepare(inv: Invocation) -> Result<Plan, RunError> {
     let policy = load_policy(&inv.policy, &inv.overrides)?;
-    let program = inv.program.unwrap_or_else(|| {
+    let untrusted_env = inv.shim && nix::unistd::Uid::effective().is_root();
+    let env_program = match inv.env_program {
+        Some(p) if untrusted_env && !policy.program_from_env => {
+            crate::warning!(
+                "ignored CLAUDE_CAGE_PROGRAM={}: as root, shim mode runs the policy's program unless the policy sets program-from-env = true",
+                crate::error::printable(&p.to_string_lossy())
+            );
+            None
+        }
+        p => p,
+    };
+    let program = inv.program.or(env_program).unwrap_or_else(|| {
         OsString::from(policy.program.as_deref().unwrap_or(policy::DEFAULT_PROGRAM))
     });
     let command: Vec<OsString> = std::iter::once(program.clone()).chain(inv.args).collect();
     let program = program.to_string_lossy().into_owned();
-    let myself = inv
-        .skip_self
-        .then(|| std::env::current_exe().ok())
-        .flatten();
-    let path = spawn::resolve(
-        &program,
-        std::env::var_os("PATH").as_deref(),
-        myself.as_deref(),
-    )?;
+    let myself = inv.shim.then(|| std::env::current_exe().ok()).flatten();
+    let path_var = std::env::var_os("PATH");
+    let path_var = match (&path_var, untrusted_env) {
+        (Some(p), true) => Some(shim_path(p)),
+        _ => path_var,
+    };
+    let path = spawn::resolve(&program, path_var.as_deref(), myself.as_deref())?;
     let name = policy
         .name
         .clone()
@@ -107,6 +120,26 @@ pub fn prepare(inv: Invocation) -> Result<Plan, RunError> {
         starter,
         signals,
     })
+}
+
+/// The directories of `path` that shim mode as root searches for a program named without a
+/// slash: absolute ones that root owns and no one else can write. The environment of a shim
+/// may come from whoever calls the SDK; it does not get to put a program of its own first.
+/// With none left, `/usr/local/bin:/usr/bin:/bin` (an empty PATH would mean the current
+/// directory).
+pub fn shim_path(path: &OsStr) -> OsString {
+    use std::os::unix::fs::MetadataExt;
+    let safe: Vec<PathBuf> = std::env::split_paths(path)
+        .filter(|dir| {
+            dir.is_absolute()
+                && std::fs::metadata(dir)
+                    .is_ok_and(|m| m.is_dir() && m.uid() == 0 && m.mode() & 0o022 == 0)
+        })
+        .collect();
+    match std::env::join_paths(safe) {
+        Ok(p) if !p.is_empty() => p,
+        _ => OsString::from("/usr/local/bin:/usr/bin:/bin"),
+    }
 }
 
 /// The memory of the machine, for sizes given as a percentage.
@@ -238,4 +271,34 @@ pub fn shim_policy() -> PolicySource {
         }
     }
     PolicySource::Default
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::shim_path;
+
+    #[test]
+    fn shim_mode_as_root_searches_only_directories_no_one_else_can_write() {
+        if !nix::unistd::Uid::effective().is_root() {
+            panic!("this test makes root-owned directories: run it as root");
+        }
+        let base =
+            std::env::temp_dir().join(format!("claude-cage-shim-path-{}", std::process::id()));
+        let open = base.join("open");
+        let own = base.join("own");
+        std::fs::create_dir_all(&open).unwrap();
+        std::fs::create_dir_all(&own).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let given = format!("{}::bin:{}:/nonexistent", open.display(), own.display());
+        let kept = shim_path(OsStr::new(&given));
+        std::fs::remove_dir_all(&base).unwrap();
+        assert_eq!(kept, own.as_os_str());
+        // Nothing left: the standard directories, never the empty PATH of the current directory.
+        assert_eq!(shim_path(OsStr::new("")), "/usr/local/bin:/usr/bin:/bin");
+        assert_eq!(shim_path(OsStr::new("rel")), "/usr/local/bin:/usr/bin:/bin");
+    }
 }

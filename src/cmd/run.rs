@@ -43,8 +43,9 @@ pub fn run_cmd(a: RunArgs, starter: Pid) -> i32 {
             events: a.events,
         },
         program: a.command.first().cloned(),
+        env_program: None,
         args: a.command.iter().skip(1).cloned().collect(),
-        skip_self: false,
+        shim: false,
         starter,
     };
     run(inv, original_mask)
@@ -57,9 +58,10 @@ pub fn shim(starter: Pid) -> i32 {
     let inv = Invocation {
         policy: prepare::shim_policy(),
         overrides: Overrides::default(),
-        program: std::env::var_os("CLAUDE_CAGE_PROGRAM").filter(|p| !p.is_empty()),
+        program: None,
+        env_program: std::env::var_os("CLAUDE_CAGE_PROGRAM").filter(|p| !p.is_empty()),
         args: std::env::args_os().skip(1).collect(),
-        skip_self: true,
+        shim: true,
         starter,
     };
     run(inv, original_mask)

@@ -40,6 +40,8 @@ pub struct Policy {
     /// The file it came from, or [`DEFAULT_SOURCE`].
     pub source: String,
     pub program: Option<String>,
+    /// Shim mode as root takes `$CLAUDE_CAGE_PROGRAM` only when the policy says so.
+    pub program_from_env: bool,
     pub name: Option<String>,
     pub parent: Parent,
     /// How cages are made: directly in cgroupfs, or as systemd transient scopes.

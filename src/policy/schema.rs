@@ -10,6 +10,7 @@ use toml::Spanned;
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawPolicy {
     pub(super) program: Option<Spanned<String>>,
+    pub(super) program_from_env: Option<bool>,
     pub(super) cage: Option<RawCage>,
     pub(super) bot: Option<RawBot>,
     pub(super) memory: Option<RawMemory>,

@@ -131,6 +131,7 @@ impl Validator<'_> {
     /// checked in this order, and each section's keys in the order its function checks them.
     pub(super) fn validate(&self, raw: RawPolicy, o: &Overrides) -> Result<Policy, PolicyError> {
         let program = self.program(raw.program)?;
+        let raw_program_from_env = raw.program_from_env.unwrap_or(false);
         let cage = self.cage(raw.cage.unwrap_or_default(), o)?;
         let (bot_memory_max, bot_pids_max) = self.bot(raw.bot.unwrap_or_default())?;
         let Memory {
@@ -153,6 +154,7 @@ impl Validator<'_> {
         Ok(Policy {
             source: self.source.to_owned(),
             program,
+            program_from_env: raw_program_from_env,
             name: cage.name,
             parent: cage.parent,
             backend: cage.backend,

@@ -513,3 +513,101 @@ fn a_child_cannot_make_more_cgroups_than_the_policy_allows() {
         "negative control: {open}"
     );
 }
+
+/// Attack 8e: the environment of a shim run as root (which may come from whoever calls the
+/// SDK) chooses the program: `CLAUDE_CAGE_PROGRAM`, or a directory of the user's first in PATH.
+/// As root, shim mode runs the policy's program and searches only directories root owns and no
+/// one else can write. Controls: a policy with `program-from-env = true` takes the variable,
+/// and `run` (whose command line and environment are the operator's) takes that PATH as given.
+#[test]
+fn the_environment_of_a_shim_run_as_root_does_not_choose_its_program() {
+    let attacker = Attacker::new(3);
+    let name = name("shim-env");
+    let t = TempDir::new(&name);
+    let shim = t.path("claude");
+    std::os::unix::fs::symlink(bin(), &shim).unwrap();
+    let probe = format!("cage-probe-{}", std::process::id());
+    // Root's program, in a directory of root's (mode 755), and the attacker's, by the same
+    // name, in the attacker's state directory, and as a program of its own.
+    let safe = t.path("bin");
+    std::fs::create_dir(&safe).unwrap();
+    let script = |marker: &Path| format!("#!/bin/sh\necho ran > {}\n", marker.display());
+    let install = |path: &Path, text: &str| {
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    };
+    install(&safe.join(&probe), &script(&t.path("root-ran")));
+    attacker.write(&probe, &script(&t.path("attacker-ran")));
+    let out = attacker.sh(&format!(
+        "chmod 755 {}",
+        attacker.dir.join(&probe).display()
+    ));
+    assert!(out.status.success(), "{out:?}");
+    let evil = attacker.dir.join(&probe);
+
+    let policy = |extra: &str, program: &str| {
+        let p = t.path("policy.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "{extra}program = \"{program}\"\n[cage]\nname = \"{name}\"\n[events]\nfile = \"{}\"\n",
+                t.path("ev").display()
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let path_var = format!(
+        "{}:{}:/usr/bin:/bin",
+        attacker.dir.display(),
+        safe.display()
+    );
+    let shim_run = |env: &[(&str, &Path)]| {
+        let mut c = Command::new(&shim);
+        c.env("PATH", &path_var).env_remove("CLAUDE_CAGE_PROGRAM");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = output_within(c, Duration::from_secs(20));
+        assert_no_cgroup(&name);
+        out
+    };
+    let ran = |who: &str| {
+        let marker = t.path(&format!("{who}-ran"));
+        let r = marker.exists();
+        let _ = std::fs::remove_file(&marker);
+        r
+    };
+
+    // CLAUDE_CAGE_PROGRAM names the attacker's program: ignored, with a warning.
+    let p = policy("", &safe.join(&probe).display().to_string());
+    let out = shim_run(&[("CLAUDE_CAGE_POLICY", &p), ("CLAUDE_CAGE_PROGRAM", &evil)]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(ran("root") && !ran("attacker"), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ignored CLAUDE_CAGE_PROGRAM="), "{err}");
+
+    // The attacker's directory first in PATH, the policy's program named without a slash.
+    let p = policy("", &probe);
+    let out = shim_run(&[("CLAUDE_CAGE_POLICY", &p)]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(ran("root") && !ran("attacker"), "{out:?}");
+
+    // Controls: the policy opts in, and `run` with the same PATH.
+    let p = policy(
+        "program-from-env = true\n",
+        &safe.join(&probe).display().to_string(),
+    );
+    let out = shim_run(&[("CLAUDE_CAGE_POLICY", &p), ("CLAUDE_CAGE_PROGRAM", &evil)]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(ran("attacker") && !ran("root"), "{out:?}");
+    let mut c = Command::new(bin());
+    c.env("PATH", &path_var)
+        .args(["run", "--name", &name, "--"])
+        .arg(&probe);
+    let out = output_within(c, Duration::from_secs(20));
+    assert_no_cgroup(&name);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(ran("attacker") && !ran("root"), "{out:?}");
+}

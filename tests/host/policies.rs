@@ -36,7 +36,10 @@ fn bad_policies_exit_125_and_create_nothing() {
             "[memory]\nhigh = \"2G\"\nmax = \"1G\"\n",
             ":2: memory.high: memory.high (2.0 GiB) is above memory.max",
         ),
-        ("[memory]\nmaxx = 1\n", ":2: unknown field `maxx`"),
+        (
+            "[memory]\nmaxx = 1\n",
+            ":2: memory.maxx: unknown field `maxx`",
+        ),
         ("[pids]\nmax = 0\n", ":2: pids.max"),
         ("[cage]\nname = \"No Way\"\n", ":2: cage.name: invalid name"),
         ("[cage]\nparent = \"/a/../b\"\n", ":2: cage.parent"),

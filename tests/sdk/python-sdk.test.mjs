@@ -50,7 +50,9 @@ test('python SDK via the shim (CLAUDE_CAGE_PROGRAM): -v preflight and a query in
   });
   t.after(() => api.close());
   const events = sb.file('events.jsonl');
-  const policy = h.writePolicy(sb, `[cage]\nname = "${sb.name}"\n\n[events]\nfile = "${events}"\n`);
+  // As root, shim mode takes CLAUDE_CAGE_PROGRAM only from a policy that opts in.
+  const policy = h.writePolicy(sb,
+    `program-from-env = true\n\n[cage]\nname = "${sb.name}"\n\n[events]\nfile = "${events}"\n`);
   const { link } = installShim(sb);
   const env = h.cliEnv(sb, api, { CLAUDE_CAGE_POLICY: policy, CLAUDE_CAGE_PROGRAM: h.NATIVE_CLAUDE });
 

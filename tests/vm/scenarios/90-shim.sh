@@ -1,6 +1,7 @@
 # Shim mode (the Python SDK runs cli_path with Claude's own arguments): claude-cage invoked as
 # "claude" runs the program in a cage, the policy from $CLAUDE_CAGE_POLICY; the program is
-# "claude" found in PATH skipping the shim itself, or $CLAUDE_CAGE_PROGRAM.
+# "claude" found in PATH skipping the shim itself, or $CLAUDE_CAGE_PROGRAM where the policy sets
+# program-from-env = true (as root, shim mode takes the program from the environment only then).
 # vmtest-timeout: 60
 
 mkdir -p "$T/shim" "$T/real"
@@ -44,8 +45,17 @@ assert_eq "$out" "2.1.0 (Claude Code)" "claude -v: output"
 awk -v a="$t0" -v b="$(now)" 'BEGIN{exit !(b - a < 2)}' || fail "claude -v took 2 s or more (the Python SDK's preflight timeout)"
 check_gone "$T/shim.events" bot
 
-# CLAUDE_CAGE_PROGRAM wins over the search
+# As root, CLAUDE_CAGE_PROGRAM is ignored (one warning) unless the policy opts in; then it wins
+# over the search
 rm -f "$T/shim.events"
+CLAUDE_CAGE_PROGRAM=/bin/true PATH="$T/shim:$T/real:$PATH" claude --anything >"$T/p.out" 2>"$T/p.err"
+rc=$?
+check_exit "$T/shim.events" "$rc" 3 exited
+assert_eq "$(ev_field "$T/shim.events" start program)" "$T/real/claude" "CLAUDE_CAGE_PROGRAM ignored: start event program"
+grep -q '^claude-cage warning: ignored CLAUDE_CAGE_PROGRAM=/bin/true' "$T/p.err" || fail "no warning of the ignored CLAUDE_CAGE_PROGRAM: $(cat "$T/p.err")"
+check_gone "$T/shim.events" bot
+rm -f "$T/shim.events"
+{ echo 'program-from-env = true'; cat "$T/policy.toml"; } >"$T/policy.new" && mv "$T/policy.new" "$T/policy.toml"
 CLAUDE_CAGE_PROGRAM=/bin/true PATH="$T/shim:$T/real:$PATH" claude --anything >"$T/p.out" 2>"$T/p.err"
 rc=$?
 check_exit "$T/shim.events" "$rc" 0 exited
@@ -61,7 +71,7 @@ home=$T/home
 mkdir -p "$xdg/claude-cage" "$home/.config/claude-cage" /etc/claude-cage
 for w in xdg home etc; do
 	case $w in xdg) f=$xdg/claude-cage/policy.toml ;; home) f=$home/.config/claude-cage/policy.toml ;; etc) f=/etc/claude-cage/policy.toml ;; esac
-	printf '[cage]\nname = "vm-shim-%s"\n[events]\nfile = "%s"\n' "$w" "$T/search-$w.events" >"$f"
+	printf 'program-from-env = true\n[cage]\nname = "vm-shim-%s"\n[events]\nfile = "%s"\n' "$w" "$T/search-$w.events" >"$f"
 done
 # shim_from WHICH: one shim run, which must have read the candidate WHICH and been cleaned up
 shim_from() {
@@ -84,11 +94,13 @@ rm "$home/.config/claude-cage/policy.toml"
 XDG_CONFIG_HOME= HOME=$home shim_from etc
 rm /etc/claude-cage/policy.toml
 rmdir /etc/claude-cage
-# no file anywhere: the built-in default (no events file; the cage is named after the program)
+# no file anywhere: the built-in default (no events file; the cage is named after the program),
+# which as root runs its own program, "claude", not CLAUDE_CAGE_PROGRAM
 rm -f "$T"/search-*.events
 XDG_CONFIG_HOME=$xdg HOME=$home CLAUDE_CAGE_PROGRAM=/bin/true PATH="$T/shim:$T/real:$PATH" claude >"$T/d.out" 2>"$T/d.err"
 rc=$?
-assert_eq "$rc" 0 "policy search, built-in default: status"
+assert_eq "$rc" 3 "policy search, built-in default: status"
+grep -qx 'args=' "$T/d.out" || fail "policy search, built-in default: not the policy's program: $(cat "$T/d.out")"
 [ -z "$(ls "$T"/search-*.events 2>/dev/null)" ] || fail "policy search: a removed policy was read: $(ls "$T"/search-*.events)"
 
 # No program to be found (only the shim itself in PATH): 127, one line naming what was searched,
