@@ -142,4 +142,107 @@ mod tests {
         let far = t0 + Duration::from_secs(100 * 24 * 3600);
         assert_eq!(timeout_until(Some(far), t0), PollTimeout::MAX);
     }
+
+    /// Property test over the deadline maths: 20,000 random lifetimes and event orders, with
+    /// durations drawn from the edges (0, 1 ns, a millisecond either side of poll's range, the
+    /// ten-year policy bound, what `Instant` cannot hold) and at random. Nothing panics; `next`
+    /// is the earliest deadline set; a deadline is due exactly from its instant on, in the
+    /// loop's order; and the poll timeout never wakes the loop before the next deadline (unless
+    /// clamped to poll's longest) nor more than a millisecond after it.
+    #[test]
+    fn deadline_maths_hold_for_any_durations_and_order() {
+        // xorshift64*: deterministic, so a failure names its round and can be replayed.
+        struct Rng(u64);
+        impl Rng {
+            fn u64(&mut self) -> u64 {
+                self.0 ^= self.0 >> 12;
+                self.0 ^= self.0 << 25;
+                self.0 ^= self.0 >> 27;
+                self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+            }
+            fn duration(&mut self, edges: &[Duration]) -> Duration {
+                match self.u64() % 3 {
+                    0 => edges[(self.u64() % edges.len() as u64) as usize],
+                    1 => Duration::from_nanos(self.u64() % 10_000_000_000),
+                    _ => Duration::from_secs(self.u64() % (400 * 24 * 3600)),
+                }
+            }
+        }
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let poll_max = Duration::from_millis(i32::MAX as u64);
+        let edges = [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_millis(1),
+            poll_max - Duration::from_millis(1),
+            poll_max,
+            poll_max + Duration::from_millis(1),
+            crate::units::MAX_DURATION,
+            Duration::from_secs(u64::MAX),
+            Duration::MAX,
+        ];
+        let t0 = Instant::now();
+        for round in 0..20_000 {
+            let life = Lifetime {
+                max_runtime: (rng.u64() % 4 != 0).then(|| rng.duration(&edges)),
+                stdin_eof_grace: Some(rng.duration(&edges)),
+                term_grace: rng.duration(&edges),
+            };
+            let mut d = Deadlines::start(t0, &life);
+            let runtime = life.max_runtime.and_then(|m| t0.checked_add(m));
+            let (mut eof, mut term) = (None, None);
+            let mut now = t0;
+            for _ in 0..4 {
+                now = now
+                    .checked_add(Duration::from_millis(rng.u64() % 5000))
+                    .unwrap();
+                match rng.u64() % 3 {
+                    0 => {
+                        let g = rng.duration(&edges);
+                        d.stdin_closed(now, g);
+                        eof = now.checked_add(g);
+                    }
+                    1 => {
+                        let g = rng.duration(&edges);
+                        d.terminating(now, g, Signal::SIGTERM);
+                        if term.is_none() {
+                            term = now.checked_add(g);
+                        }
+                    }
+                    _ => {}
+                }
+                let set = [runtime, eof, term];
+                let earliest = set.iter().flatten().min().copied();
+                assert_eq!(d.next(), earliest, "round {round}");
+                let expected = if runtime.is_some_and(|t| now >= t) {
+                    Some(Cause::Timeout)
+                } else if eof.is_some_and(|t| now >= t) {
+                    Some(Cause::StdinClosed)
+                } else if term.is_some_and(|t| now >= t) {
+                    Some(Cause::Terminated(Signal::SIGTERM))
+                } else {
+                    None
+                };
+                assert_eq!(d.due(now), expected, "round {round}");
+                let timeout = timeout_until(d.next(), now);
+                match earliest {
+                    None => assert_eq!(timeout, PollTimeout::NONE, "round {round}"),
+                    Some(e) => {
+                        let ms = u64::from(timeout.as_millis().expect("a finite timeout"));
+                        let wake = now + Duration::from_millis(ms);
+                        let left = e.saturating_duration_since(now);
+                        if left < poll_max {
+                            assert!(wake >= e, "round {round}: wakes before the deadline");
+                            assert!(
+                                wake <= e.max(now) + Duration::from_millis(1),
+                                "round {round}: wakes more than 1 ms late"
+                            );
+                        } else {
+                            assert_eq!(timeout, PollTimeout::MAX, "round {round}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
