@@ -95,8 +95,22 @@ pub struct ExitRecord {
     pub duration_ms: u64,
     pub memory_peak: Option<u64>,
     pub oom_kills: u64,
+    /// Which memory limit the OOM killer enforced, when it killed in the cage.
+    pub oom_limit: Option<OomLimit>,
     /// Processes still in the cage when the child ended; claude-cage killed them.
     pub leftover: usize,
+}
+
+/// The memory limit behind an OOM kill in a cage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OomLimit {
+    /// The cage's own `memory.max`.
+    Cage,
+    /// The bot's aggregate `memory.max` over all its cages.
+    Bot,
+    /// Neither: the host or a cgroup above the bot ran out of memory.
+    Outside,
 }
 
 /// One event.
@@ -306,13 +320,14 @@ mod tests {
             duration_ms: 1500,
             memory_peak: Some(52_428_800),
             oom_kills: 1,
+            oom_limit: Some(OomLimit::Cage),
             leftover: 2,
         }));
         assert_eq!(
             v,
             serde_json::json!({"ts": "T", "cage": "bot-1-1", "bot": "bot", "event": "exit",
                 "reason": "oom-killed", "status": 137, "signal": 9, "duration-ms": 1500,
-                "memory-peak": 52428800, "oom-kills": 1, "leftover": 2})
+                "memory-peak": 52428800, "oom-kills": 1, "oom-limit": "cage", "leftover": 2})
         );
     }
 

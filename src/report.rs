@@ -8,7 +8,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::cgroup::{Applied, Counters};
-use crate::events::{ExitRecord, Reason};
+use crate::events::{ExitRecord, OomLimit, Reason};
 use crate::exit;
 use crate::policy::Policy;
 use crate::supervise::{Cause, ChildEnd, Outcome};
@@ -65,6 +65,7 @@ impl End<'_> {
             duration_ms: self.duration.as_millis() as u64,
             memory_peak: self.peak,
             oom_kills: self.counters.oom_kill,
+            oom_limit: (self.counters.oom_kill > 0).then(|| self.oom_limit_kind()),
             leftover: self.outcome.leftover,
         };
         let abnormal = !(reason == Reason::Exited && status == 0);
@@ -102,22 +103,34 @@ impl End<'_> {
         }
     }
 
+    /// Which limit the OOM killer enforced: the cage's own `oom` counter rose, else the bot's,
+    /// else neither.
+    fn oom_limit_kind(&self) -> OomLimit {
+        if self.counters.oom > 0 {
+            OomLimit::Cage
+        } else if self.bot_oom > 0 {
+            OomLimit::Bot
+        } else {
+            OomLimit::Outside
+        }
+    }
+
     /// Which limit the OOM killer enforced, in words.
     fn oom_limit(&self) -> String {
         let fmt = |l: Option<Limit>| l.and_then(Limit::bytes).map(|b| Bytes(b).to_string());
-        if self.counters.oom > 0 {
-            match fmt(self.applied.memory_max) {
+        match self.oom_limit_kind() {
+            OomLimit::Cage => match fmt(self.applied.memory_max) {
                 Some(m) => format!("at memory.max {m}"),
                 None => "at the cage's memory limit".to_owned(),
-            }
-        } else if self.bot_oom > 0 {
-            match fmt(self.applied.bot_memory_max) {
+            },
+            OomLimit::Bot => match fmt(self.applied.bot_memory_max) {
                 Some(m) => format!("at the bot's aggregate memory-max {m}"),
                 None => "at the bot's aggregate memory limit".to_owned(),
+            },
+            OomLimit::Outside => {
+                "outside the cage's limits (the host or an enclosing cgroup ran out of memory)"
+                    .to_owned()
             }
-        } else {
-            "outside the cage's limits (the host or an enclosing cgroup ran out of memory)"
-                .to_owned()
         }
     }
 

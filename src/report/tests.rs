@@ -332,3 +332,40 @@ fn a_report_carries_the_record_and_the_line() {
     assert_eq!((r.reason, r.status), (Reason::Killed, 137));
     assert!(r.line.is_some());
 }
+
+/// The exit record names the limit behind OOM kills in the cage, as the line does in words:
+/// the cage's memory.max, the bot's aggregate, or neither; none without an OOM kill.
+#[test]
+fn the_exit_record_names_the_limit_the_oom_killer_enforced() {
+    use crate::events::OomLimit;
+    let p = policy();
+    let applied = Applied {
+        memory_max: Some(Limit::Bytes(1 << 30)),
+        bot_memory_max: Some(Limit::Bytes(3 << 30)),
+        ..Default::default()
+    };
+    let o = outcome(ChildEnd::Signaled(Signal::SIGKILL), None);
+    let cases = [
+        (1, 0, Some(OomLimit::Cage), "at memory.max 1.0 GiB"),
+        (
+            0,
+            1,
+            Some(OomLimit::Bot),
+            "at the bot's aggregate memory-max 3.0 GiB",
+        ),
+        (0, 0, Some(OomLimit::Outside), "outside the cage's limits"),
+    ];
+    for (oom, bot_oom, limit, words) in cases {
+        let mut e = end(&o, &p, &applied, Duration::from_secs(1));
+        e.counters.oom = oom;
+        e.counters.oom_kill = 1;
+        e.bot_oom = bot_oom;
+        let r = e.report();
+        assert_eq!(r.record.oom_limit, limit);
+        let line = r.line.unwrap();
+        assert!(line.contains(words), "{line:?} lacks {words:?}");
+    }
+    let ok = outcome(ChildEnd::Exited(1), None);
+    let r = end(&ok, &p, &applied, Duration::from_secs(1)).report();
+    assert_eq!(r.record.oom_limit, None);
+}

@@ -24,6 +24,7 @@ note "big: $rcb, small: $rcs"
 check_exit "$T/big.events" "$rcb" 137 oom-killed
 assert_eq "$(ev_field "$T/big.events" exit signal)" 9 "big: exit event signal"
 assert_ge "$(ev_field "$T/big.events" exit oom-kills)" 1 "big: exit event oom-kills"
+assert_eq "$(ev_field "$T/big.events" exit oom-limit)" cage "big: exit event oom-limit"
 assert_event "$T/big.events" oom-kill
 assert_ge "$(ev_field "$T/big.events" oom-kill oom-kills)" 1 "big: oom-kill event oom-kills"
 assert_eq "$(ev_field "$T/big.events" start memory-max)" 52428800 "big: start limits memory-max"
@@ -44,6 +45,7 @@ grep -q 'touched' "$T/big.out" && fail "big: alloc finished, it should have been
 
 check_exit "$T/small.events" "$rcs" 0 exited
 assert_eq "$(ev_field "$T/small.events" exit oom-kills)" 0 "small: exit event oom-kills"
+assert_eq "$(ev_field "$T/small.events" exit oom-limit)" null "small: exit event oom-limit"
 assert_no_event "$T/small.events" oom-kill
 grep -q 'alloc: touched 10 MB' "$T/small.out" || fail "small: alloc did not finish"
 check_no_line "$T/small.err"

@@ -43,6 +43,7 @@ for x in a:$rca b:$rcb; do
 		# The cage's own limit (50M) was not reached: the line names the bot's.
 		check_one_line "$T/$tag.err" "$T/$tag.events" \
 			"killed by the kernel OOM killer at the bot's aggregate memory-max 60\.0 MiB \(peak [0-9]+\.[0-9] (KiB|MiB)\) after "
+		assert_eq "$(ev_field "$T/$tag.events" exit oom-limit)" bot "$tag: exit event oom-limit"
 		killed=$((killed + 1))
 		;;
 	0) check_exit "$T/$tag.events" "$r" 0 exited ;;

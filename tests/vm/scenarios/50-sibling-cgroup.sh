@@ -35,6 +35,7 @@ check_exit "$T/sib.events" "$rc" 0 exited
 grep -q '^hog=137$' "$T/sib.out" || fail "the hog in claude-code-bash was not SIGKILLed: $(grep hog= "$T/sib.out")"
 grep -q '^sibling-procs=1$' "$T/sib.out" || fail "the sleeper was not alone in claude-code-bash: $(grep sibling-procs "$T/sib.out")"
 assert_ge "$(ev_field "$T/sib.events" exit oom-kills)" 1 "exit event oom-kills"
+assert_eq "$(ev_field "$T/sib.events" exit oom-limit)" cage "exit event oom-limit"
 assert_event "$T/sib.events" oom-kill
 assert_ge "$(ev_field "$T/sib.events" exit leftover)" 1 "exit event leftover (the sleeper)"
 d=$(cage_dir "$T/sib.events")
