@@ -124,6 +124,10 @@ pub struct CheckArgs {
     /// The policy to check (default: the built-in default policy).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// Check for this systemd service (its cgroup, its User=, its Delegate=) rather than for
+    /// this shell: the service must be running for its cgroup to be judged.
+    #[arg(long, value_name = "NAME")]
+    pub unit: Option<String>,
 }
 
 #[derive(Debug, Args)]

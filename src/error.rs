@@ -132,6 +132,9 @@ pub enum RunError {
     NoSystemd,
     #[error("{0}")]
     Credentials(String),
+    /// The policy asks for what the chosen backend cannot do.
+    #[error("{0}")]
+    Unsupported(String),
     #[error("failed to set up signal handling")]
     Signals(#[source] nix::Error),
 }

@@ -82,7 +82,7 @@ fn real_main() -> i32 {
             kill::kill_cmd(target, signal)
         }
         Command::Reap(a) => reap::reap(a.dry_run),
-        Command::Check(a) => check::check(a.policy.as_deref()),
+        Command::Check(a) => check::check(a.policy.as_deref(), a.unit.as_deref()),
         Command::Subgroup(a) => subgroup::subgroup(&a.name, &a.command),
         Command::Generate(g) => {
             use clap::CommandFactory;

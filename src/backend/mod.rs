@@ -30,6 +30,17 @@ pub enum Backend {
     },
 }
 
+impl Backend {
+    /// Whether cages are systemd scopes.
+    pub fn is_systemd(&self) -> bool {
+        match self {
+            Backend::Cgroupfs(_) => false,
+            #[cfg(feature = "systemd")]
+            Backend::Systemd { .. } => true,
+        }
+    }
+}
+
 /// Who owns a created cage's cgroup.
 pub enum Owner {
     Cgroupfs,
@@ -135,16 +146,53 @@ pub fn choose(policy: &Policy) -> Result<Backend, RunError> {
 
 /// Whether the policy's backend is systemd, "auto" resolved on this host.
 pub fn wants_systemd(policy: &Policy, h: &Hierarchy) -> bool {
+    choice(policy, h).0
+}
+
+/// Whether the policy's backend is systemd, "auto" resolved on this host, and why, in words
+/// (for `check`).
+pub fn choice(policy: &Policy, h: &Hierarchy) -> (bool, String) {
     match policy.backend {
-        policy::Backend::Cgroupfs => false,
-        policy::Backend::Systemd => true,
+        policy::Backend::Cgroupfs => (false, "the policy sets backend = \"cgroupfs\"".to_owned()),
+        policy::Backend::Systemd => (true, "the policy sets backend = \"systemd\"".to_owned()),
         policy::Backend::Auto => {
-            matches!(policy.parent, policy::Parent::Auto)
-                && booted()
-                && h.own != "/"
-                && cgroup::choose_parent(h, &policy.parent).is_err()
+            if !matches!(policy.parent, policy::Parent::Auto) {
+                (false, "the policy sets a parent cgroup".to_owned())
+            } else if !booted() {
+                (false, "systemd does not run this machine".to_owned())
+            } else if h.own == "/" {
+                (false, "claude-cage runs in the root cgroup".to_owned())
+            } else {
+                match cgroup::choose_parent(h, &policy.parent) {
+                    Ok(_) => (
+                        false,
+                        format!(
+                            "the parent of claude-cage's cgroup {} is delegated to it",
+                            h.own
+                        ),
+                    ),
+                    Err(_) => (
+                        true,
+                        format!(
+                            "claude-cage's cgroup {} is in no subtree delegated to it (a service without Delegate=?)",
+                            h.own
+                        ),
+                    ),
+                }
+            }
         }
     }
+}
+
+/// Why `run` refuses a policy with `[bot]` limits on the systemd backend, unless the policy's
+/// `[bot] if-unsupported = "warn"` accepts running without them (then it warns).
+pub fn bot_limits_unsupported(policy: &Policy) -> Option<String> {
+    (policy.bot_memory_max.is_some() || policy.bot_pids_max.is_some()).then(|| {
+        format!(
+            "[bot] limits cannot be applied with the systemd backend (each cage is a scope in {}): give that slice MemoryMax= and TasksMax= instead and remove them from the policy, delegate the service's cgroup (Delegate=) so that the cgroupfs backend applies them, or set [bot] if-unsupported = \"warn\" to run without them",
+            policy.slice
+        )
+    })
 }
 
 /// Whether the service manager runs this machine: PID 1 is systemd (sd_booted(3)).

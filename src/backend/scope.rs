@@ -28,11 +28,10 @@ pub(super) fn create(
     mut req: Request<'_>,
 ) -> Result<Created, RunError> {
     let (name, policy) = (req.name, req.policy);
-    if policy.bot_memory_max.is_some() || policy.bot_pids_max.is_some() {
-        crate::warning!(
-            "[bot] limits are not applied with the systemd backend: give the slice {} MemoryMax= and TasksMax= instead",
-            policy.slice
-        );
+    // Without `[bot] if-unsupported = "warn"`, prepare refused the policy before anything
+    // existed.
+    if let Some(why) = super::bot_limits_unsupported(policy) {
+        crate::warning!("{why}");
     }
     warn_cgroupns_leak(policy, h);
     // Controllers systemd can give a scope: those of the root of the hierarchy.

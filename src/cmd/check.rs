@@ -3,6 +3,8 @@
 //! with less), with a concrete fix. Exit 0 when a `run` would enforce everything the policy
 //! requires, 1 otherwise.
 
+mod deploy;
+
 use std::path::Path;
 
 use crate::backend;
@@ -69,8 +71,9 @@ fn delegation_fix(ctx: &Context) -> String {
     }
 }
 
-/// The `check` command.
-pub fn check(policy: Option<&Path>) -> i32 {
+/// The `check` command; with `unit`, for the service that will run claude-cage rather than
+/// for this shell.
+pub fn check(policy: Option<&Path>, unit: Option<&str>) -> i32 {
     let mut r = Report { problems: 0 };
     let source = policy
         .map(|p| PolicySource::File(p.to_path_buf()))
@@ -90,8 +93,12 @@ pub fn check(policy: Option<&Path>) -> i32 {
         }
     };
 
+    let unit = unit.and_then(|u| deploy::unit(&mut r, u));
     let h = match Hierarchy::discover() {
-        Ok(h) => {
+        Ok(mut h) => {
+            if let Some(c) = unit.as_ref().and_then(|u| u.cgroup.clone()) {
+                h.own = c;
+            }
             r.ok(format!(
                 "cgroup v2 is mounted at {}; claude-cage runs in cgroup {}",
                 h.mount.display(),
@@ -104,7 +111,25 @@ pub fn check(policy: Option<&Path>) -> i32 {
             return 1;
         }
     };
-    let ctx = context(&h);
+    let ctx = match &unit {
+        Some(u) => Context::Service(u.name.clone()),
+        None => context(&h),
+    };
+    let user = match unit {
+        Some(u) => {
+            if !u.delegate && u.user.uid != 0 {
+                r.problem(
+                    format!(
+                        "unit {} runs as {} without Delegate=: claude-cage can neither make cages in the service's cgroup nor, as {}, ask the system service manager for scopes",
+                        u.name, u.user.name, u.user.name
+                    ),
+                    delegation_fix(&ctx),
+                );
+            }
+            u.user
+        }
+        None => deploy::RunUser::me(),
+    };
     let root_ctl = fs::read(&h.mount, fs::CONTROLLERS)
         .map(|t| fs::words(&t))
         .unwrap_or_default();
@@ -151,6 +176,7 @@ pub fn check(policy: Option<&Path>) -> i32 {
     let Some(policy) = policy else {
         return 1;
     };
+    deploy::backend(&mut r, &h, &policy, &delegation_fix(&ctx));
     if backend::wants_systemd(&policy, &h) {
         systemd_backend(&mut r, &h, &policy);
     } else {
@@ -159,6 +185,8 @@ pub fn check(policy: Option<&Path>) -> i32 {
             Ok(parent) => placement(&mut r, &h, &parent, &policy, &ctx),
         }
     }
+    deploy::hook(&mut r, &policy, &user);
+    deploy::events(&mut r, &policy, &user);
 
     let program = policy
         .program

@@ -16,12 +16,33 @@ pub(super) struct Memory {
 
 impl Validator<'_> {
     /// The `[bot]` section: `memory-max` and `pids-max`.
-    pub(super) fn bot(&self, bot: RawBot) -> Result<(Option<Limit>, Option<Limit>), PolicyError> {
+    /// The `[bot]` section: `memory-max`, `pids-max`, and whether a backend that cannot apply
+    /// them may run without them (`if-unsupported = "warn"`; `"refuse"` by default).
+    pub(super) fn bot(
+        &self,
+        bot: RawBot,
+    ) -> Result<(Option<Limit>, Option<Limit>, bool), PolicyError> {
         let bot_memory_max =
             self.size(self.pick(bot.memory_max.as_ref(), "bot.memory-max", None, "", text))?;
         let bot_pids_max =
             self.count(self.pick(bot.pids_max.as_ref(), "bot.pids-max", None, "", text))?;
-        Ok((bot_memory_max, bot_pids_max))
+        let warn = match &bot.if_unsupported {
+            None => false,
+            Some(v) => match v.get_ref().as_str() {
+                "refuse" => false,
+                "warn" => true,
+                other => {
+                    return Err(self.error(
+                        &Origin::File {
+                            key: "bot.if-unsupported",
+                            start: v.span().start,
+                        },
+                        format!("{other:?} is not one of \"refuse\", \"warn\""),
+                    ));
+                }
+            },
+        };
+        Ok((bot_memory_max, bot_pids_max, warn))
     }
 
     /// The `[memory]` section, with `--memory-high` and `--memory-max` replacing its values.

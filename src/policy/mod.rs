@@ -61,6 +61,9 @@ pub struct Policy {
     pub max_depth: u32,
     pub bot_memory_max: Option<Limit>,
     pub bot_pids_max: Option<Limit>,
+    /// `[bot] if-unsupported = "warn"`: a backend that cannot apply the `[bot]` limits (systemd)
+    /// runs without them, with a warning, instead of refusing.
+    pub bot_if_unsupported_warn: bool,
     pub memory_high: Option<Limit>,
     pub memory_max: Option<Limit>,
     pub swap_max: Option<Limit>,

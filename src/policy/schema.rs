@@ -51,6 +51,7 @@ pub(super) struct RawCage {
 pub(super) struct RawBot {
     pub(super) memory_max: Option<Spanned<Scalar>>,
     pub(super) pids_max: Option<Spanned<Scalar>>,
+    pub(super) if_unsupported: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default, Clone)]

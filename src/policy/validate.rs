@@ -133,7 +133,8 @@ impl Validator<'_> {
         let program = self.program(raw.program)?;
         let raw_program_from_env = raw.program_from_env.unwrap_or(false);
         let cage = self.cage(raw.cage.unwrap_or_default(), o)?;
-        let (bot_memory_max, bot_pids_max) = self.bot(raw.bot.unwrap_or_default())?;
+        let (bot_memory_max, bot_pids_max, bot_if_unsupported_warn) =
+            self.bot(raw.bot.unwrap_or_default())?;
         let Memory {
             high: memory_high,
             max: memory_max,
@@ -167,6 +168,7 @@ impl Validator<'_> {
             max_depth: cage.max_depth,
             bot_memory_max,
             bot_pids_max,
+            bot_if_unsupported_warn,
             memory_high,
             memory_max,
             swap_max,

@@ -146,3 +146,134 @@ fn reap_removes_an_orphan_and_only_an_orphan() {
     assert!(ps_json(&n).is_empty());
     assert_no_cgroup(&n);
 }
+
+/// `check` catches what breaks a deployment, each finding exact, each with its control: the
+/// alert hook missing or not executable, the events directory writable by every user or not
+/// by the user who runs claude-cage, and `[bot]` limits that the systemd backend cannot apply
+/// (run refuses them).
+#[test]
+fn check_catches_the_traps_of_a_deployment() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let t = TempDir::new("check-traps");
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    mode(&t.0, 0o755);
+    let hook = t.path("hook");
+    let events = t.path("logs");
+    std::fs::create_dir(&events).unwrap();
+    let policy = t.path("p.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[alerts]\nexec = [\"{}\"]\n[events]\nfile = \"{}/events.jsonl\"\n",
+            hook.display(),
+            events.display()
+        ),
+    )
+    .unwrap();
+    let check = |uid: Option<u32>, p: &std::path::Path| {
+        let mut c = Command::new(bin());
+        c.args(["check", "--policy"]).arg(p).stdin(Stdio::null());
+        if let Some(u) = uid {
+            c.uid(u).gid(u);
+        }
+        let out = c.output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let findings = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| {
+                l.contains("alert hook") || l.contains("events file") || l.contains("[bot]")
+            })
+            .map(str::to_owned)
+            .collect()
+    };
+    let h = hook.display();
+    let e = events.display();
+
+    // The hook is missing, then not executable, then right.
+    mode(&events, 0o777);
+    let text = check(None, &policy);
+    let f = findings(&text);
+    assert!(
+        f.contains(&format!(
+            "PROBLEM  alert hook {h}: No such file or directory (os error 2)"
+        )),
+        "{text}"
+    );
+    assert!(
+        f.contains(&format!(
+            "PROBLEM  events file {e}/events.jsonl: run refuses it: {e} is writable by every user (mode 777)"
+        )),
+        "{text}"
+    );
+    std::fs::write(&hook, "#!/bin/sh\n").unwrap();
+    mode(&hook, 0o644);
+    let f = findings(&check(None, &policy));
+    assert!(
+        f.contains(&format!(
+            "PROBLEM  alert hook {h} is not executable by root (mode 644, owner uid 0)"
+        )),
+        "{f:?}"
+    );
+    mode(&hook, 0o755);
+    mode(&events, 0o755);
+    let f = findings(&check(None, &policy));
+    assert_eq!(
+        f,
+        [
+            format!("OK       alert hook {h} is executable by root"),
+            format!("OK       events file {e}/events.jsonl: {e} is writable by root"),
+        ],
+        "the control: the hook and the directory as they should be"
+    );
+
+    // Another user runs claude-cage: root's directory is not writable by it; its own is.
+    let uid = 62000 + std::process::id() % 1000;
+    let text = check(Some(uid), &policy);
+    assert!(
+        findings(&text).contains(&format!(
+            "PROBLEM  events file {e}/events.jsonl: {e} is not writable by {uid}, who runs claude-cage"
+        )),
+        "{text}"
+    );
+    nix::unistd::chown(&events, Some(nix::unistd::Uid::from_raw(uid)), None).unwrap();
+    let text = check(Some(uid), &policy);
+    assert!(
+        findings(&text).contains(&format!(
+            "OK       events file {e}/events.jsonl: {e} is writable by {uid}"
+        )),
+        "{text}"
+    );
+
+    // [bot] limits with the systemd backend: run refuses them, and check says so; accepted with
+    // if-unsupported = "warn", a note.
+    let bot = t.path("bot.toml");
+    std::fs::write(
+        &bot,
+        "[cage]\nbackend = \"systemd\"\n[bot]\nmemory-max = \"1G\"\n",
+    )
+    .unwrap();
+    let text = check(None, &bot);
+    assert!(
+        text.contains("OK       backend systemd: the policy sets backend = \"systemd\"\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("PROBLEM  [bot] limits cannot be applied with the systemd backend, so `run` refuses this policy (exit 125)\n"),
+        "{text}"
+    );
+    std::fs::write(
+        &bot,
+        "[cage]\nbackend = \"systemd\"\n[bot]\nmemory-max = \"1G\"\nif-unsupported = \"warn\"\n",
+    )
+    .unwrap();
+    let text = check(None, &bot);
+    assert!(!text.contains("PROBLEM  [bot]"), "{text}");
+    assert!(
+        text.contains("NOTE     [bot] limits cannot be applied with the systemd backend"),
+        "{text}"
+    );
+}

@@ -92,15 +92,29 @@ for n in 1 2 3; do
 	[ -z "$(pgrep -x cage-holder)" ] || fail "holders left after the OOM kill: $(pgrep -x cage-holder | tr '\n' ' ')"
 done
 
-# --- [bot] limits are not applied by the systemd backend, and a warning says so ---
+# --- [bot] limits cannot be applied by the systemd backend: run refuses (125, one line, nothing
+# made) unless the policy accepts running without them (if-unsupported = "warn": a warning);
+# check says the same before ---
 systemd_policy "$T/bot.toml" sd-root '[bot]' 'memory-max = "200M"' '[memory]' 'max = "64M"'
+op botcheck check --policy "$T/bot.toml"
+assert_eq "$rc" 1 "check of [bot] limits with the systemd backend: status"
+grep -q '^PROBLEM  \[bot\] limits cannot be applied with the systemd backend, so `run` refuses this policy (exit 125)$' "$T/botcheck.out" ||
+	fail "check did not name the [bot] limits: $(grep -E '^(PROBLEM|NOTE)' "$T/botcheck.out")"
 cage bot --policy "$T/bot.toml" -- true
 cat "$T/bot.err"
-check_exit "$T/bot.events" "$rc" 0 exited
-grep -iE 'warning' "$T/bot.err" | grep -qiE 'bot' || fail "no warning about [bot] limits with the systemd backend: $(head -c 300 "$T/bot.err")"
-assert_eq "$(ev_field "$T/bot.events" start limits | jq -r '.["bot-memory-max"]')" null "start event limits.bot-memory-max"
+assert_eq "$rc" 125 "[bot] limits with the systemd backend: status"
+assert_eq "$(wc -l <"$T/bot.err")" 1 "[bot] limits with the systemd backend: lines on stderr"
+grep -q '^claude-cage: \[bot\] limits cannot be applied with the systemd backend' "$T/bot.err" || fail "no refusal line: $(cat "$T/bot.err")"
+[ ! -s "$T/bot.events" ] || fail "the refused run wrote events: $(cat "$T/bot.events")"
 check_no_units
-later check_no_state "$(cage_id "$T/bot.events")"
+systemd_policy "$T/botwarn.toml" sd-root '[bot]' 'memory-max = "200M"' 'if-unsupported = "warn"' '[memory]' 'max = "64M"'
+cage botwarn --policy "$T/botwarn.toml" -- true
+cat "$T/botwarn.err"
+check_exit "$T/botwarn.events" "$rc" 0 exited
+grep -q '^claude-cage warning: \[bot\] limits cannot be applied with the systemd backend' "$T/botwarn.err" || fail "no warning about [bot] limits with the systemd backend: $(head -c 300 "$T/botwarn.err")"
+assert_eq "$(ev_field "$T/botwarn.events" start limits | jq -r '.["bot-memory-max"]')" null "start event limits.bot-memory-max"
+check_no_units
+later check_no_state "$(cage_id "$T/botwarn.events")"
 
 # --- [cage] cgroupns: the child sees its scope as the root of its cgroup tree, and is in main ---
 systemd_policy "$T/ns.toml" sd-root 'cgroupns = true' '[memory]' 'max = "64M"' '[pids]' 'max = 8'

@@ -86,6 +86,23 @@ done
 assert_eq "$(cd "$svc" && find . -mindepth 1 -maxdepth 1 -type d | sort | tr '\n' ' ')" "./example-bot ./supervisor " "subgroups of example-bot.service"
 [ -z "$(cat "$svc/cgroup.procs")" ] || fail "processes in the service's top cgroup: $(cat "$svc/cgroup.procs" | tr '\n' ' ')"
 
+# check --unit judges the service's cgroup and user, not this shell's (vmtest.service, root,
+# no Delegate=, where auto would pick the systemd backend)
+op unitcheck check --unit example-bot.service --policy /etc/claude-cage/example-bot.toml
+cat "$T/unitcheck.out"
+assert_eq "$rc" 0 "check --unit example-bot.service: status"
+for line in \
+	"OK       unit example-bot.service: runs as example-bot, Delegate=yes" \
+	"OK       unit example-bot.service: its main process runs in cgroup /system.slice/example-bot.service/supervisor; the findings below are for it" \
+	"OK       backend cgroupfs: the parent of claude-cage's cgroup /system.slice/example-bot.service/supervisor is delegated to it" \
+	"OK       events file /var/lib/example-bot/events.jsonl: /var/lib/example-bot is writable by example-bot"; do
+	grep -qxF "$line" "$T/unitcheck.out" || fail "check --unit lacks: $line"
+done
+# the control: the same policy from this shell picks the systemd backend
+op shellcheck check --policy /etc/claude-cage/example-bot.toml
+grep -q '^OK       backend systemd: claude-cage.s cgroup /system.slice/vmtest.service is in no subtree delegated to it' "$T/shellcheck.out" ||
+	fail "check from the shell: $(grep backend "$T/shellcheck.out")"
+
 systemctl status --no-pager -l example-bot.service 2>&1 | capture example-bot-status
 ps -o pid,user:12,cgroup:72,args -p "$(echo $main $sups $(pgrep -u example-bot sleep) | tr ' ' ',')" | capture example-bot-ps
 claude-cage ps 2>&1 | capture example-bot-claude-cage-ps
