@@ -72,6 +72,9 @@ fn avg10(text: &str, kind: &str) -> Option<f64> {
 
 /// The alert state of one cage.
 pub struct Alerts {
+    /// The kinds of event and the reasons of an end that reach the hook.
+    on: Vec<String>,
+    exit_reasons: Vec<String>,
     trigger: Option<String>,
     psi: Option<File>,
     warn: Option<Warn>,
@@ -122,6 +125,8 @@ impl Alerts {
         };
         let alerts = Alerts {
             hooks: Hooks::new(&settings.exec, settings.exec_timeout, &settings.env),
+            on: settings.on.clone(),
+            exit_reasons: settings.exit_reasons.clone(),
             trigger: settings.pressure.map(|t| t.to_string()),
             psi,
             warn,
@@ -187,9 +192,11 @@ impl Alerts {
         self.hooks.on_time(now);
     }
 
-    /// Hands an event line to the hook (see `hooks`).
+    /// Hands an event line to the hook (see `hooks`), if `[alerts] on` names its kind.
     pub fn fire(&mut self, line: Vec<u8>, what: &str) {
-        self.hooks.fire(line, what);
+        if self.on.iter().any(|k| k == what) {
+            self.hooks.fire(line, what);
+        }
     }
 
     /// Takes note of a reaped process; returns true if it was a hook.
@@ -197,11 +204,14 @@ impl Alerts {
         self.hooks.reaped(pid, status)
     }
 
-    /// At the end: fires the hook for an abnormal exit, then waits for every hook still running,
-    /// each until its own timeout, so none is left behind.
-    pub fn finish(&mut self, exit_line: Option<Vec<u8>>) {
-        if let Some(line) = exit_line {
-            self.fire(line, "exit");
+    /// At the end: fires the hook for an abnormal exit whose reason `[alerts] exit-reasons`
+    /// names, then waits for every hook still running, each until its own timeout, so none is
+    /// left behind.
+    pub fn finish(&mut self, exit: Option<(Vec<u8>, &str)>) {
+        if let Some((line, reason)) = exit {
+            if self.exit_reasons.iter().any(|r| r == reason) {
+                self.fire(line, "exit");
+            }
         }
         self.hooks.finish();
     }

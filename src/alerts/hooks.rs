@@ -19,12 +19,13 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, killpg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -46,6 +47,45 @@ struct Running {
     /// Its cgroup, or `None` where none could be made.
     cgroup: Option<PathBuf>,
     killed: bool,
+    /// The read end of its stderr (a pipe: what the hook writes beyond the pipe's 64 KiB
+    /// blocks it until its timeout), read when it has ended.
+    stderr: Option<OwnedFd>,
+}
+
+/// The most of a hook's stderr that its failure's warning quotes: the end of it.
+const STDERR_TAIL: usize = 512;
+
+/// The end of what a hook wrote on stderr, on one line, escaped; empty if nothing.
+fn stderr_tail(fd: Option<&OwnedFd>) -> String {
+    let Some(fd) = fd else {
+        return String::new();
+    };
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Non-blocking: the writers are gone (the hook's cgroup was killed), or what is there now
+    // is all there is.
+    while let Ok(n) = nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+        if n == 0 {
+            break;
+        }
+        all.extend_from_slice(&buf[..n]);
+        if all.len() > 1 << 16 {
+            all.drain(..all.len() - STDERR_TAIL);
+        }
+    }
+    let text = String::from_utf8_lossy(&all);
+    let text: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let joined = text.join(" | ");
+    let start = joined
+        .char_indices()
+        .map(|(i, _)| i)
+        .find(|&i| joined.len() - i <= STDERR_TAIL)
+        .unwrap_or(joined.len());
+    crate::error::printable(&joined[start..])
 }
 
 /// The hooks of one kind of event.
@@ -123,8 +163,22 @@ impl Hooks {
             .env("CLAUDE_CAGE_COALESCED", count.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .process_group(0);
+        let stderr = match nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK) {
+            Ok((read, write)) => {
+                // The hook's end blocks: a hook is not written for a non-blocking stderr.
+                let _ = nix::fcntl::fcntl(
+                    write.as_raw_fd(),
+                    nix::fcntl::FcntlArg::F_SETFL(OFlag::empty()),
+                );
+                cmd.stderr(Stdio::from(write));
+                Some(read)
+            }
+            Err(_) => {
+                cmd.stderr(Stdio::null());
+                None
+            }
+        };
         if let Some((_, procs)) = &cgroup {
             // The hook moves itself into its cgroup before it execs: nothing it starts is ever
             // outside it.
@@ -150,6 +204,7 @@ impl Hooks {
                         .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400)),
                     cgroup,
                     killed: false,
+                    stderr,
                 };
                 self.kinds.entry(what.to_owned()).or_default().running = Some(running);
             }
@@ -238,13 +293,29 @@ impl Hooks {
         if let Some(dir) = &hook.cgroup {
             remove_cgroup(dir);
         }
+        let said = |why: String| {
+            let tail = stderr_tail(hook.stderr.as_ref());
+            if tail.is_empty() {
+                crate::warning!("{why}");
+            } else {
+                crate::warning!("{why}; its stderr: {tail}");
+            }
+        };
         match status {
             WaitStatus::Exited(_, 0) => {}
             WaitStatus::Exited(_, c) => {
-                crate::warning!("alert hook for {what} exited with status {c}")
+                said(format!("alert hook for {what} exited with status {c}"))
             }
             WaitStatus::Signaled(_, s, _) if !hook.killed => {
-                crate::warning!("alert hook for {what} was killed by {s}")
+                said(format!("alert hook for {what} was killed by {s}"))
+            }
+            _ if hook.killed => {
+                let tail = stderr_tail(hook.stderr.as_ref());
+                if !tail.is_empty() {
+                    crate::warning!(
+                        "alert hook for {what} (killed at its timeout) wrote on stderr: {tail}"
+                    );
+                }
             }
             _ => {}
         }

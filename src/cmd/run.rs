@@ -186,7 +186,12 @@ fn cage_and_run(plan: Plan, original_mask: SigSet) -> Result<i32, RunError> {
     }
     // The hook hears of an abnormal end; claude-cage waits for every hook (each bounded by
     // its timeout) so that none is left behind.
-    alerts.finish(report.line.is_some().then_some(exit_line));
+    alerts.finish(
+        report
+            .line
+            .is_some()
+            .then_some((exit_line, report.reason.as_str())),
+    );
     Ok(report.status)
 }
 

@@ -2,6 +2,7 @@
 
 use super::schema::{RawAlerts, Scalar};
 use super::validate::{Origin, Validator, clone_origin};
+use super::values::{ALERT_EVENTS, DEFAULT_EXIT_REASONS, EXIT_REASONS};
 use super::{Alerts, DEFAULT_EXEC_TIMEOUT, MAX_EXEC_TIMEOUT, PolicyError};
 use crate::units::{self, Limit};
 
@@ -15,6 +16,8 @@ impl Validator<'_> {
     ) -> Result<Alerts, PolicyError> {
         let mut alerts = Alerts {
             exec_timeout: DEFAULT_EXEC_TIMEOUT,
+            on: ALERT_EVENTS.iter().map(|s| s.to_string()).collect(),
+            exit_reasons: DEFAULT_EXIT_REASONS.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         };
         if let Some(w) = &raw.memory_warn {
@@ -140,6 +143,33 @@ impl Validator<'_> {
             }
             alerts.env = e.get_ref().clone();
         }
+        let names = |v: &toml::Spanned<Vec<String>>, key: &'static str, known: &[&str]| {
+            let origin = Origin::File {
+                key,
+                start: v.span().start,
+            };
+            match v.get_ref().iter().find(|n| !known.contains(&n.as_str())) {
+                Some(n) => {
+                    Err(self.error(&origin, format!("{n:?} is not one of {}", quoted(known))))
+                }
+                None => Ok(v.get_ref().clone()),
+            }
+        };
+        if let Some(v) = &raw.on {
+            alerts.on = names(v, "alerts.on", &ALERT_EVENTS)?;
+        }
+        if let Some(v) = &raw.exit_reasons {
+            alerts.exit_reasons = names(v, "alerts.exit-reasons", &EXIT_REASONS)?;
+        }
         Ok(alerts)
     }
+}
+
+/// `"a", "b", "c"`.
+fn quoted(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -29,6 +29,8 @@ pub(super) struct RawAlerts {
     pub(super) exec: Option<Spanned<Vec<String>>>,
     pub(super) exec_timeout: Option<Spanned<String>>,
     pub(super) env: Option<Spanned<Vec<String>>>,
+    pub(super) on: Option<Spanned<Vec<String>>>,
+    pub(super) exit_reasons: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize, Default, Clone)]

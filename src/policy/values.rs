@@ -91,7 +91,40 @@ pub struct Alerts {
     /// The variables of claude-cage's environment that the hook gets (it gets none other but
     /// `PATH`): the bot's API keys stay out of it unless named here.
     pub env: Vec<String>,
+    /// The kinds of event the hook hears of (`[alerts] on`), of [`ALERT_EVENTS`].
+    pub on: Vec<String>,
+    /// The reasons of an end the hook hears of (`[alerts] exit-reasons`), of [`EXIT_REASONS`].
+    pub exit_reasons: Vec<String>,
 }
+
+/// The kinds of event an alert hook can hear of: `[alerts] on` chooses among them (all by
+/// default).
+pub const ALERT_EVENTS: [&str; 5] = ["memory-warn", "pressure", "oom-kill", "pids-max", "exit"];
+
+/// The reasons of an end (the `exit` event's `reason`). A clean exit (`exited` with status 0)
+/// never reaches the hook.
+pub const EXIT_REASONS: [&str; 8] = [
+    "exited",
+    "signaled",
+    "oom-killed",
+    "timeout",
+    "stdin-closed",
+    "parent-died",
+    "terminated",
+    "killed",
+];
+
+/// The default `[alerts] exit-reasons`: every abnormal end but those the bot or its service
+/// manager asked for (`terminated`: claude-cage was sent SIGTERM, as by `systemctl stop` or an
+/// SDK's abort; `parent-died`: the bot itself went away), which would page on every stop.
+pub const DEFAULT_EXIT_REASONS: [&str; 6] = [
+    "exited",
+    "signaled",
+    "oom-killed",
+    "timeout",
+    "stdin-closed",
+    "killed",
+];
 
 /// The default `[cage] max-descendants`: cgroups the child may make inside its cage (Claude
 /// Code makes one beside `main`), so a runaway cannot fill the kernel with cgroups.

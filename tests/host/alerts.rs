@@ -104,7 +104,12 @@ fn a_hook_that_hangs_is_killed_after_its_timeout() {
 fn a_hook_that_fails_is_reported_and_changes_nothing() {
     let n = name("hookfail");
     let t = TempDir::new(&n);
-    let p = policy(&t, "5s", "exit 9");
+    // Its stderr is kept: the end of it is quoted in the warning, one line, escaped.
+    let p = policy(
+        &t,
+        "5s",
+        "echo 'curl: (22) The requested URL returned error: 503' >&2; printf 'retry\\033[2Jgave up\\n' >&2; exit 9",
+    );
     let out = output(run_cmd(
         &n,
         &t.path("ev"),
@@ -112,11 +117,108 @@ fn a_hook_that_fails_is_reported_and_changes_nothing() {
         &["sh", "-c", "exit 5"],
     ));
     assert_eq!(out.status.code(), Some(5), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("alert hook for exit exited with status 9"),
-        "{out:?}"
+        err.lines().any(|l| l
+            == "claude-cage warning: alert hook for exit exited with status 9; its stderr: curl: (22) The requested URL returned error: 503 | retry\\x1b[2Jgave up"),
+        "{err}"
+    );
+    // The control: a hook that fails silently is reported without a quote.
+    let p = policy(&t, "5s", "exit 9");
+    let out = output(run_cmd(
+        &n,
+        &t.path("ev"),
+        &["--policy", p.to_str().unwrap()],
+        &["sh", "-c", "exit 5"],
+    ));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines()
+            .any(|l| l == "claude-cage warning: alert hook for exit exited with status 9"),
+        "{err}"
     );
     assert_no_cgroup(&n);
+}
+
+/// `[alerts] exit-reasons` chooses which ends page: by default not `terminated` (claude-cage was
+/// sent SIGTERM, as by `systemctl stop` or an SDK's abort), which the policy may add; `[alerts]
+/// on` chooses the kinds of event, so a hook for OOM kills only hears of no exit.
+#[test]
+fn the_policy_chooses_which_events_and_ends_reach_the_hook() {
+    let n = name("hookfilter");
+    let t = TempDir::new(&n);
+    let log = t.path("hook.log");
+    let base = policy(&t, "5s", &format!("cat >> {}", log.display()));
+    let with = |extra: &str| {
+        let p = t.path("filtered.toml");
+        let text = std::fs::read_to_string(&base).unwrap();
+        std::fs::write(
+            &p,
+            text.replace("[alerts]\n", &format!("[alerts]\n{extra}\n")),
+        )
+        .unwrap();
+        p
+    };
+    // A run that ends terminated: claude-cage gets SIGTERM, forwards it, the child dies of it.
+    let terminated = |p: &std::path::Path| {
+        let mut child = run_cmd(
+            &n,
+            &t.path("ev"),
+            &["--policy", p.to_str().unwrap()],
+            &["sh", "-c", "echo ready; exec sleep 1000"],
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+        assert_eq!(wait_ready(&mut child), "ready");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(143), "{out:?}");
+        assert_no_cgroup(&n);
+    };
+    let heard = || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["reason"].clone())
+            .collect::<Vec<_>>()
+    };
+    terminated(&base);
+    assert_eq!(
+        heard(),
+        Vec::<serde_json::Value>::new(),
+        "terminated pages by default"
+    );
+    terminated(&with("exit-reasons = [\"terminated\"]"));
+    assert_eq!(heard(), ["terminated"], "the policy's exit-reasons");
+    let p = with("on = [\"oom-kill\"]");
+    let out = output(run_cmd(
+        &n,
+        &t.path("ev"),
+        &["--policy", p.to_str().unwrap()],
+        &["sh", "-c", "exit 3"],
+    ));
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(
+        heard(),
+        Vec::<serde_json::Value>::new(),
+        "on = [\"oom-kill\"] hears of no exit"
+    );
+    // The control for both: the same exit with the defaults pages.
+    let out = output(run_cmd(
+        &n,
+        &t.path("ev"),
+        &["--policy", base.to_str().unwrap()],
+        &["sh", "-c", "exit 3"],
+    ));
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(heard(), ["exited"]);
 }
 
 /// A hook that starts a process in a new session (setsid) and exits: the process would outlive
