@@ -101,6 +101,16 @@ pub struct ExitRecord {
     pub leftover: usize,
 }
 
+impl OomLimit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OomLimit::Cage => "cage",
+            OomLimit::Bot => "bot",
+            OomLimit::Outside => "outside",
+        }
+    }
+}
+
 /// The memory limit behind an OOM kill in a cage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -27,6 +27,7 @@ pub mod supervise;
 pub mod sys;
 #[cfg(feature = "systemd")]
 pub mod systemd;
+pub mod tally;
 pub mod teardown;
 pub mod trust;
 pub mod units;

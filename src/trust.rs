@@ -258,6 +258,16 @@ impl Dir {
         Ok(buf)
     }
 
+    /// Opens the regular file `name` for reading and writing in place, creating it with `mode`.
+    pub fn open_rw(&self, name: &Path, mode: u32) -> io::Result<File> {
+        self.open_file(name, OFlag::O_RDWR | OFlag::O_CREAT, mode)
+    }
+
+    /// Opens the regular file `name` for reading.
+    pub fn open_ro(&self, name: &Path) -> io::Result<File> {
+        self.open_file(name, OFlag::O_RDONLY, 0)
+    }
+
     /// Opens the regular file `name` for appending, creating it with `mode`.
     pub fn append(&self, name: &Path, mode: u32) -> io::Result<File> {
         self.open_file(

@@ -108,7 +108,11 @@ pub fn ps(format: Format, name: Option<&str>) -> i32 {
     let text = match format {
         Format::Json => serde_json::to_string_pretty(&rows).expect("rows serialise") + "\n",
         Format::Table => table(&rows),
-        Format::Prometheus => prometheus(&rows),
+        Format::Prometheus => {
+            let mut tallies = crate::tally::all();
+            tallies.retain(|b, _| name.is_none_or(|n| b == n));
+            prometheus(&rows, &tallies, &bot_usage(&rows))
+        }
     };
     print!("{text}");
     if format == Format::Table {
@@ -212,8 +216,47 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
-/// Prometheus text exposition format, for node_exporter's textfile collector.
-pub fn prometheus(rows: &[Row]) -> String {
+/// What a bot's own cgroup (the cgroupfs backend's `<parent>/<bot>`, the parent of its cages)
+/// holds and allows, read while it has cages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BotUsage {
+    pub memory_current: Option<u64>,
+    pub memory_max: Option<u64>,
+    pub pids_current: Option<u64>,
+    pub pids_max: Option<u64>,
+}
+
+/// The bot cgroups of the rows' cages; none for a systemd scope, whose parent is the slice that
+/// every bot shares.
+pub fn bot_usage(rows: &[Row]) -> BTreeMap<String, BotUsage> {
+    let mut out = BTreeMap::new();
+    for r in rows {
+        let cage = std::path::Path::new(&r.cgroup);
+        if out.contains_key(&r.bot) || cage.file_name().is_none_or(crate::cgroup::id::is_scope) {
+            continue;
+        }
+        let Some(dir) = cage.parent() else { continue };
+        out.insert(
+            r.bot.clone(),
+            BotUsage {
+                memory_current: opt_number(dir, fs::MEMORY_CURRENT),
+                memory_max: opt_number(dir, fs::MEMORY_MAX),
+                pids_current: opt_number(dir, fs::PIDS_CURRENT),
+                pids_max: opt_number(dir, fs::PIDS_MAX),
+            },
+        );
+    }
+    out
+}
+
+/// Prometheus text exposition format, for node_exporter's textfile collector: per cage, the live
+/// gauges; per bot, the counters of ended cages that outlive them (`tally`) and its cgroup's
+/// usage and limits.
+pub fn prometheus(
+    rows: &[Row],
+    tallies: &BTreeMap<String, crate::tally::Tally>,
+    usage: &BTreeMap<String, BotUsage>,
+) -> String {
     let mut out = String::new();
     let esc = |s: &str| {
         s.replace('\\', "\\\\")
@@ -314,6 +357,86 @@ pub fn prometheus(rows: &[Row]) -> String {
             esc(b)
         );
     }
+    let head = |out: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    head(
+        &mut out,
+        "claude_cage_bot_ends_total",
+        "counter",
+        "Ended cages of the bot, by the exit event's reason (kept after the cages are gone).",
+    );
+    for (b, t) in tallies {
+        for (reason, n) in &t.ends {
+            let _ = writeln!(
+                out,
+                "claude_cage_bot_ends_total{{bot=\"{}\",reason=\"{}\"}} {n}",
+                esc(b),
+                esc(reason)
+            );
+        }
+    }
+    head(
+        &mut out,
+        "claude_cage_bot_oom_kills_total",
+        "counter",
+        "OOM kills in the bot's ended cages.",
+    );
+    for (b, t) in tallies {
+        let _ = writeln!(
+            out,
+            "claude_cage_bot_oom_kills_total{{bot=\"{}\"}} {}",
+            esc(b),
+            t.oom_kills
+        );
+    }
+    head(
+        &mut out,
+        "claude_cage_bot_oom_ends_total",
+        "counter",
+        "Ended cages of the bot that saw an OOM kill, by the limit behind it (cage, bot, outside).",
+    );
+    for (b, t) in tallies {
+        for (limit, n) in &t.oom_limits {
+            let _ = writeln!(
+                out,
+                "claude_cage_bot_oom_ends_total{{bot=\"{}\",limit=\"{}\"}} {n}",
+                esc(b),
+                esc(limit)
+            );
+        }
+    }
+    type Gauge = (&'static str, &'static str, fn(&BotUsage) -> Option<u64>);
+    let gauges: [Gauge; 4] = [
+        (
+            "claude_cage_bot_cgroup_memory_current_bytes",
+            "Memory in use in the bot's cgroup (all its cages).",
+            |u| u.memory_current,
+        ),
+        (
+            "claude_cage_bot_cgroup_memory_max_bytes",
+            "The bot's aggregate memory.max (absent when unlimited).",
+            |u| u.memory_max,
+        ),
+        (
+            "claude_cage_bot_cgroup_pids_current",
+            "Processes and threads in the bot's cgroup.",
+            |u| u.pids_current,
+        ),
+        (
+            "claude_cage_bot_cgroup_pids_max",
+            "The bot's aggregate pids.max (absent when unlimited).",
+            |u| u.pids_max,
+        ),
+    ];
+    for (name, help, get) in gauges {
+        head(&mut out, name, "gauge", help);
+        for (b, u) in usage {
+            if let Some(v) = get(u) {
+                let _ = writeln!(out, "{name}{{bot=\"{}\"}} {v}", esc(b));
+            }
+        }
+    }
     out
 }
 
@@ -362,7 +485,36 @@ mod tests {
 
     #[test]
     fn prometheus_lines() {
-        let p = prometheus(&[sample()]);
+        let mut tallies = BTreeMap::new();
+        tallies.insert(
+            "bot".to_owned(),
+            crate::tally::Tally {
+                ends: [("oom-killed".to_owned(), 2), ("exited".to_owned(), 5)].into(),
+                oom_kills: 3,
+                oom_limits: [("cage".to_owned(), 2)].into(),
+            },
+        );
+        let mut usage = BTreeMap::new();
+        usage.insert(
+            "bot".to_owned(),
+            BotUsage {
+                memory_current: Some(4096),
+                memory_max: Some(1 << 30),
+                pids_current: Some(3),
+                pids_max: None,
+            },
+        );
+        let p = prometheus(&[sample()], &tallies, &usage);
+        for line in [
+            "claude_cage_bot_ends_total{bot=\"bot\",reason=\"oom-killed\"} 2",
+            "claude_cage_bot_ends_total{bot=\"bot\",reason=\"exited\"} 5",
+            "claude_cage_bot_oom_kills_total{bot=\"bot\"} 3",
+            "claude_cage_bot_oom_ends_total{bot=\"bot\",limit=\"cage\"} 2",
+            "claude_cage_bot_cgroup_memory_max_bytes{bot=\"bot\"} 1073741824",
+        ] {
+            assert!(p.lines().any(|l| l == line), "{line} not in {p}");
+        }
+        assert!(!p.contains("claude_cage_bot_cgroup_pids_max{"), "{p}");
         assert!(p.contains("claude_cage_memory_current_bytes{cage=\"bot-1-1\",bot=\"bot\",state=\"running\"} 1048576"), "{p}");
         assert!(
             !p.contains("claude_cage_pids_max{"),

@@ -180,6 +180,15 @@ fn cage_and_run(plan: Plan, original_mask: SigSet) -> Result<i32, RunError> {
         applied: &cage.applied,
     }
     .report();
+    // The bot's counters outlive the cage (metrics a scrape later still show this end).
+    if let Err(e) = crate::tally::add(
+        &name,
+        report.reason.as_str(),
+        report.record.oom_kills,
+        report.record.oom_limit.map(|l| l.as_str()),
+    ) {
+        crate::warning!("failed to count the end in the bot's tally: {e}");
+    }
     let exit_line = log.emit(&Event::Exit(report.record));
     if let Some(line) = &report.line {
         crate::error!("{}: {line}", cage.id);

@@ -219,6 +219,7 @@ fn the_policy_chooses_which_events_and_ends_reach_the_hook() {
     ));
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert_eq!(heard(), ["exited"]);
+    assert_no_cgroup(&n);
 }
 
 /// A hook that starts a process in a new session (setsid) and exits: the process would outlive

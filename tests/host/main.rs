@@ -119,7 +119,10 @@ pub fn reason_lines(out: &Output) -> Vec<String> {
 }
 
 /// Asserts that nothing of bot `name` is left in the cgroup tree.
+/// Asserts that the bot's cgroup is gone, and removes its tally (the counters every end adds to
+/// in root's state directory), so that a test that ends with this leaves no file behind.
 pub fn assert_no_cgroup(name: &str) {
+    let _ = std::fs::remove_file(format!("/run/claude-cage/{name}.tally"));
     let dir = mount().join(name);
     assert!(!dir.exists(), "cgroup {} was left behind", dir.display());
 }

@@ -277,3 +277,37 @@ fn check_catches_the_traps_of_a_deployment() {
         "{text}"
     );
 }
+
+/// The bot's counters outlive its cages: after three runs have ended (two exits, one death by
+/// a signal), `ps --format prometheus` still counts them by reason, though no cage is left.
+/// The control: before the runs, no line names the bot.
+#[test]
+fn prometheus_keeps_a_bots_ends_after_its_cages_are_gone() {
+    let n = name("tally");
+    let t = TempDir::new(&n);
+    let _ = std::fs::remove_file(format!("/run/claude-cage/{n}.tally"));
+    let metrics = || {
+        let out = cli(&["ps", "--format", "prometheus", "--name", &n]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let before = metrics();
+    assert!(!before.contains(&format!("bot=\"{n}\"")), "{before}");
+    for (cmd, status) in [("exit 3", 3), ("exit 0", 0), ("kill -9 $$", 137)] {
+        let out = output(run_cmd(&n, &t.path("ev"), &[], &["sh", "-c", cmd]));
+        assert_eq!(out.status.code(), Some(status), "{out:?}");
+    }
+    let after = metrics();
+    for line in [
+        format!("claude_cage_bot_ends_total{{bot=\"{n}\",reason=\"exited\"}} 2"),
+        format!("claude_cage_bot_ends_total{{bot=\"{n}\",reason=\"signaled\"}} 1"),
+        format!("claude_cage_bot_oom_kills_total{{bot=\"{n}\"}} 0"),
+    ] {
+        assert!(after.lines().any(|l| l == line), "{line} not in {after}");
+    }
+    assert!(
+        !after.contains(&format!("claude_cage_bot_cages{{bot=\"{n}\"}}")),
+        "{after}"
+    );
+    assert_no_cgroup(&n);
+}

@@ -182,6 +182,9 @@ export function sandbox(t, label) {
     for (const pid of taggedPids(sb.tag)) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
     await waitFor(() => taggedPids(sb.tag).length === 0, { timeoutMs: 3000 });
     await destroyCgroup(sb.cgroupParent);
+    // The bot's tally: the counters of its ended cages that claude-cage keeps in its state
+    // directory (root's, as these tests run).
+    fs.rmSync(`/run/claude-cage/${sb.name}.tally`, { force: true });
     if (!process.env.SDK_KEEP_TMP) fs.rmSync(dir, { recursive: true, force: true });
   });
   return sb;

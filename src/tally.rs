@@ -1,0 +1,173 @@
+//! Per-bot counters that outlive the cages: how many cages of each bot ended, by reason, and
+//! how many OOM kills they saw. A cage's own counters vanish with its cgroup, so a metrics scrape
+//! a minute apart would almost never see an OOM kill; these stay until the machine restarts
+//! (the state directory is in `/run`), as Prometheus counters may.
+//!
+//! One file per bot, `<bot>.tally` in the user's state directory, opened through its handle
+//! (`trust`) and rewritten in place under an exclusive `flock(2)` at every end, so that
+//! concurrent ends of one bot never lose a count; readers take a shared lock.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use crate::state::own_dir;
+use crate::trust::{Dir, Writers};
+
+/// The largest tally file read (a few dozen counters fit in a fraction of it).
+const MAX_TALLY: u64 = 64 << 10;
+
+/// The counters of one bot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Tally {
+    /// Ended cages by the `exit` event's reason.
+    pub ends: BTreeMap<String, u64>,
+    /// OOM kills in the bot's cages (the `exit` events' `oom-kills`, summed).
+    pub oom_kills: u64,
+    /// Cages that ended with an OOM kill, by the limit behind it (`cage`, `bot`, `outside`).
+    pub oom_limits: BTreeMap<String, u64>,
+}
+
+fn me() -> u32 {
+    nix::unistd::Uid::effective().as_raw()
+}
+
+fn dir(create: bool) -> io::Result<Dir> {
+    Dir::open(
+        &own_dir(),
+        Writers {
+            owners: &[me()],
+            last: Some(me()),
+        },
+        create.then_some(0o700),
+    )
+}
+
+fn file_name(bot: &str) -> PathBuf {
+    PathBuf::from(format!("{bot}.tally"))
+}
+
+/// Locks `f` as `how`, waiting for the lock (its holders hold it for a read and a write); the
+/// lock goes with the returned file.
+fn lock(mut f: File, how: FlockArg) -> io::Result<Flock<File>> {
+    loop {
+        match Flock::lock(f, how) {
+            Ok(l) => return Ok(l),
+            Err((back, nix::errno::Errno::EINTR)) => f = back,
+            Err((_, e)) => return Err(e.into()),
+        }
+    }
+}
+
+fn read(f: &mut File) -> io::Result<Tally> {
+    let mut buf = Vec::new();
+    f.seek(SeekFrom::Start(0))?;
+    f.take(MAX_TALLY + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_TALLY {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "larger than 64 KiB",
+        ));
+    }
+    if buf.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Tally::default());
+    }
+    serde_json::from_slice(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Counts one end of a cage of `bot`.
+pub fn add(bot: &str, reason: &str, oom_kills: u64, oom_limit: Option<&str>) -> io::Result<()> {
+    let mut f = lock(
+        dir(true)?.open_rw(&file_name(bot), 0o600)?,
+        FlockArg::LockExclusive,
+    )?;
+    // A file that does not parse (cut short by a crash mid-write) starts again from zero
+    // rather than stopping the count for good.
+    let mut t = read(&mut f).unwrap_or_default();
+    *t.ends.entry(reason.to_owned()).or_default() += 1;
+    t.oom_kills += oom_kills;
+    if let Some(l) = oom_limit {
+        *t.oom_limits.entry(l.to_owned()).or_default() += 1;
+    }
+    let mut bytes = serde_json::to_vec(&t).map_err(io::Error::other)?;
+    bytes.push(b'\n');
+    f.seek(SeekFrom::Start(0))?;
+    f.set_len(0)?;
+    f.write_all(&bytes)?;
+    Ok(())
+}
+
+/// The tallies of every bot in this user's state directory, by bot; an unreadable one is left
+/// out with a warning.
+pub fn all() -> BTreeMap<String, Tally> {
+    let mut out = BTreeMap::new();
+    let Ok(d) = dir(false) else {
+        return out;
+    };
+    for name in d.names().unwrap_or_default() {
+        let Some(bot) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".tally"))
+            .filter(|b| crate::policy::check_name(b).is_ok())
+        else {
+            continue;
+        };
+        let got = d
+            .open_ro(Path::new(&name))
+            .and_then(|f| lock(f, FlockArg::LockShared))
+            .and_then(|mut f| read(&mut f));
+        match got {
+            Ok(t) => {
+                out.insert(bot.to_owned(), t);
+            }
+            Err(e) => crate::warning!(
+                "ignored the tally file {}: {e}",
+                d.path().join(&name).display()
+            ),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Concurrent ends of one bot never lose a count: 8 threads, 50 ends each, through the
+    /// same file.
+    #[test]
+    fn concurrent_ends_are_all_counted() {
+        let bot = format!("t-tally-{}", std::process::id());
+        let path = own_dir().join(file_name(&bot));
+        let _ = std::fs::remove_file(&path);
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let bot = bot.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        let (reason, limit) = if i % 2 == 0 {
+                            ("oom-killed", Some("cage"))
+                        } else {
+                            ("exited", None)
+                        };
+                        add(&bot, reason, u64::from(limit.is_some()), limit).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let t = all().remove(&bot).expect("the bot's tally");
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(t.ends.get("oom-killed"), Some(&200));
+        assert_eq!(t.ends.get("exited"), Some(&200));
+        assert_eq!(t.oom_kills, 200);
+        assert_eq!(t.oom_limits.get("cage"), Some(&200));
+    }
+}
