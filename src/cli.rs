@@ -73,8 +73,12 @@ pub struct GenerateArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Generate {
-    /// The man page, in roff.
-    Man,
+    /// The man pages, in roff: claude-cage(1) on stdout, or with --dir every page
+    /// (claude-cage.1 and claude-cage-SUBCOMMAND.1) written into DIR.
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Completions for a shell.
     Completions {
         #[arg(value_enum)]

@@ -88,7 +88,14 @@ fn real_main() -> i32 {
             use clap::CommandFactory;
             let mut out = std::io::stdout();
             let written = match g.what {
-                Generate::Man => clap_mangen::Man::new(Cli::command()).render(&mut out),
+                Generate::Man { dir: None } => claude_cage::cmd::man::top(&mut out),
+                Generate::Man { dir: Some(d) } => {
+                    claude_cage::cmd::man::write_pages(&d).map(|pages| {
+                        for p in pages {
+                            println!("{}", p.display());
+                        }
+                    })
+                }
                 Generate::Completions { shell } => {
                     clap_complete::generate(shell, &mut Cli::command(), OWN_NAME, &mut out);
                     Ok(())

@@ -92,6 +92,11 @@ impl std::fmt::Display for StateFile {
 }
 
 impl StateDir {
+    /// The opened directory.
+    pub fn handle(&self) -> &Dir {
+        &self.dir
+    }
+
     /// The state file of `cage` in this directory, read; `None` when there is none.
     pub fn find(&self, cage: &str) -> Option<(StateFile, io::Result<Record>)> {
         let name = file_name(cage);

@@ -102,13 +102,32 @@ pub fn add(bot: &str, reason: &str, oom_kills: u64, oom_limit: Option<&str>) -> 
     Ok(())
 }
 
-/// The tallies of every bot in this user's state directory, by bot; an unreadable one is left
-/// out with a warning.
-pub fn all() -> BTreeMap<String, Tally> {
+/// The tallies this user may read, keyed by (user, bot): its own and, for root, each user's
+/// (from the state directories `state::readable_dirs` trusts). A user's tally is that user's
+/// word about that user's runs: it is labelled with the user, never added to another's. An
+/// unreadable one is left out with a warning.
+pub fn all() -> BTreeMap<(String, String), Tally> {
     let mut out = BTreeMap::new();
-    let Ok(d) = dir(false) else {
-        return out;
-    };
+    for sd in crate::state::readable_dirs() {
+        let uid = match sd.origin {
+            crate::state::Origin::Own => me(),
+            crate::state::Origin::User(u) => u,
+        };
+        let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_else(|| uid.to_string());
+        for (bot, t) in of_dir(sd.handle()) {
+            out.insert((user.clone(), bot), t);
+        }
+    }
+    out
+}
+
+/// The tallies of one opened state directory, by bot.
+fn of_dir(d: &Dir) -> BTreeMap<String, Tally> {
+    let mut out = BTreeMap::new();
     for name in d.names().unwrap_or_default() {
         let Some(bot) = name
             .to_str()
@@ -163,7 +182,9 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        let t = all().remove(&bot).expect("the bot's tally");
+        let t = of_dir(&dir(false).unwrap())
+            .remove(&bot)
+            .expect("the bot's tally");
         std::fs::remove_file(&path).unwrap();
         assert_eq!(t.ends.get("oom-killed"), Some(&200));
         assert_eq!(t.ends.get("exited"), Some(&200));

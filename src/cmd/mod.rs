@@ -3,6 +3,7 @@
 pub mod check;
 pub mod install_shim;
 pub mod kill;
+pub mod man;
 pub mod ps;
 pub mod reap;
 pub mod run;

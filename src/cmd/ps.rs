@@ -110,7 +110,7 @@ pub fn ps(format: Format, name: Option<&str>) -> i32 {
         Format::Table => table(&rows),
         Format::Prometheus => {
             let mut tallies = crate::tally::all();
-            tallies.retain(|b, _| name.is_none_or(|n| b == n));
+            tallies.retain(|(_, b), _| name.is_none_or(|n| b == n));
             prometheus(&rows, &tallies, &bot_usage(&rows))
         }
     };
@@ -254,7 +254,7 @@ pub fn bot_usage(rows: &[Row]) -> BTreeMap<String, BotUsage> {
 /// usage and limits.
 pub fn prometheus(
     rows: &[Row],
-    tallies: &BTreeMap<String, crate::tally::Tally>,
+    tallies: &BTreeMap<(String, String), crate::tally::Tally>,
     usage: &BTreeMap<String, BotUsage>,
 ) -> String {
     let mut out = String::new();
@@ -366,12 +366,13 @@ pub fn prometheus(
         "counter",
         "Ended cages of the bot, by the exit event's reason (kept after the cages are gone).",
     );
-    for (b, t) in tallies {
+    for ((u, b), t) in tallies {
         for (reason, n) in &t.ends {
             let _ = writeln!(
                 out,
-                "claude_cage_bot_ends_total{{bot=\"{}\",reason=\"{}\"}} {n}",
+                "claude_cage_bot_ends_total{{bot=\"{}\",user=\"{}\",reason=\"{}\"}} {n}",
                 esc(b),
+                esc(u),
                 esc(reason)
             );
         }
@@ -382,11 +383,12 @@ pub fn prometheus(
         "counter",
         "OOM kills in the bot's ended cages.",
     );
-    for (b, t) in tallies {
+    for ((u, b), t) in tallies {
         let _ = writeln!(
             out,
-            "claude_cage_bot_oom_kills_total{{bot=\"{}\"}} {}",
+            "claude_cage_bot_oom_kills_total{{bot=\"{}\",user=\"{}\"}} {}",
             esc(b),
+            esc(u),
             t.oom_kills
         );
     }
@@ -396,12 +398,13 @@ pub fn prometheus(
         "counter",
         "Ended cages of the bot that saw an OOM kill, by the limit behind it (cage, bot, outside).",
     );
-    for (b, t) in tallies {
+    for ((u, b), t) in tallies {
         for (limit, n) in &t.oom_limits {
             let _ = writeln!(
                 out,
-                "claude_cage_bot_oom_ends_total{{bot=\"{}\",limit=\"{}\"}} {n}",
+                "claude_cage_bot_oom_ends_total{{bot=\"{}\",user=\"{}\",limit=\"{}\"}} {n}",
                 esc(b),
+                esc(u),
                 esc(limit)
             );
         }
@@ -487,7 +490,7 @@ mod tests {
     fn prometheus_lines() {
         let mut tallies = BTreeMap::new();
         tallies.insert(
-            "bot".to_owned(),
+            ("root".to_owned(), "bot".to_owned()),
             crate::tally::Tally {
                 ends: [("oom-killed".to_owned(), 2), ("exited".to_owned(), 5)].into(),
                 oom_kills: 3,
@@ -506,10 +509,10 @@ mod tests {
         );
         let p = prometheus(&[sample()], &tallies, &usage);
         for line in [
-            "claude_cage_bot_ends_total{bot=\"bot\",reason=\"oom-killed\"} 2",
-            "claude_cage_bot_ends_total{bot=\"bot\",reason=\"exited\"} 5",
-            "claude_cage_bot_oom_kills_total{bot=\"bot\"} 3",
-            "claude_cage_bot_oom_ends_total{bot=\"bot\",limit=\"cage\"} 2",
+            "claude_cage_bot_ends_total{bot=\"bot\",user=\"root\",reason=\"oom-killed\"} 2",
+            "claude_cage_bot_ends_total{bot=\"bot\",user=\"root\",reason=\"exited\"} 5",
+            "claude_cage_bot_oom_kills_total{bot=\"bot\",user=\"root\"} 3",
+            "claude_cage_bot_oom_ends_total{bot=\"bot\",user=\"root\",limit=\"cage\"} 2",
             "claude_cage_bot_cgroup_memory_max_bytes{bot=\"bot\"} 1073741824",
         ] {
             assert!(p.lines().any(|l| l == line), "{line} not in {p}");

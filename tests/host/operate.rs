@@ -299,9 +299,9 @@ fn prometheus_keeps_a_bots_ends_after_its_cages_are_gone() {
     }
     let after = metrics();
     for line in [
-        format!("claude_cage_bot_ends_total{{bot=\"{n}\",reason=\"exited\"}} 2"),
-        format!("claude_cage_bot_ends_total{{bot=\"{n}\",reason=\"signaled\"}} 1"),
-        format!("claude_cage_bot_oom_kills_total{{bot=\"{n}\"}} 0"),
+        format!("claude_cage_bot_ends_total{{bot=\"{n}\",user=\"root\",reason=\"exited\"}} 2"),
+        format!("claude_cage_bot_ends_total{{bot=\"{n}\",user=\"root\",reason=\"signaled\"}} 1"),
+        format!("claude_cage_bot_oom_kills_total{{bot=\"{n}\",user=\"root\"}} 0"),
     ] {
         assert!(after.lines().any(|l| l == line), "{line} not in {after}");
     }

@@ -60,7 +60,7 @@ for (const kill of [false, true]) {
     t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
     const bot = path.join(dir, 'bot.mjs');
     fs.writeFileSync(bot, swap(example('ts-example'), [
-      ["'/usr/local/bin/claude-cage'", JSON.stringify(h.CAGE_BIN)],
+      ["'/usr/bin/claude-cage'", JSON.stringify(h.CAGE_BIN)],
       ["'/etc/claude-cage/support-bot.toml'", JSON.stringify(policy)],
     ]));
     const r = await exec(process.execPath, [bot], { cwd: sb.cwd, env });

@@ -145,7 +145,7 @@ pub(super) fn events(r: &mut Report, policy: &Policy, user: &RunUser) {
         .map(|d| d.join(file))
         .unwrap_or_else(|_| PathBuf::from(file));
     let fix = format!(
-        "in the bot's unit, LogsDirectory=claude-cage (systemd makes /var/log/claude-cage the service user's), or give the directory to {} (chown, mode 755)",
+        "in the bot's unit, LogsDirectory=claude-cage/<bot> with [events] file = \"/var/log/claude-cage/<bot>/events.jsonl\" (systemd makes that directory the service user's), or give the directory to {} (chown, mode 755)",
         user.name
     );
     if let Ok(m) = std::fs::symlink_metadata(&path) {

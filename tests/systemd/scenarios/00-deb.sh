@@ -8,12 +8,13 @@ grep -qE '^(Setting up|Unpacking) claude-cage ' /var/log/claude-cage-install.log
 assert_eq "$(dpkg-query -W -f '${db:Status-Status}' claude-cage)" installed "dpkg status of claude-cage"
 for f in /usr/bin/claude-cage \
 	/lib/systemd/system/claude-cage.slice /lib/systemd/system/claude-cage-reap.service /lib/systemd/system/claude-cage-reap.timer \
-	/usr/share/man/man1/claude-cage.1.gz \
+	/usr/share/man/man1/claude-cage.1.gz /usr/share/man/man1/claude-cage-run.1.gz /usr/share/man/man1/claude-cage-check.1.gz \
 	/usr/share/bash-completion/completions/claude-cage /usr/share/zsh/vendor-completions/_claude-cage \
 	/usr/share/fish/vendor_completions.d/claude-cage.fish \
-	/usr/share/doc/claude-cage/examples/default.toml /usr/share/doc/claude-cage/examples/example-bot.toml \
-	/usr/share/doc/claude-cage/examples/example-bot.service /usr/share/doc/claude-cage/systemd.md \
-	/usr/share/doc/claude-cage/policy.md /usr/share/doc/claude-cage/events.md /usr/share/doc/claude-cage/operations.md; do
+	/usr/share/doc/claude-cage/policies/default.toml /usr/share/doc/claude-cage/policies/example-bot.toml \
+	/usr/share/doc/claude-cage/packaging/systemd/example-bot.service /usr/share/doc/claude-cage/README.md \
+	/usr/share/doc/claude-cage/docs/systemd.md /usr/share/doc/claude-cage/docs/security.md \
+	/usr/share/doc/claude-cage/docs/policy.md /usr/share/doc/claude-cage/docs/events.md /usr/share/doc/claude-cage/docs/operations.md; do
 	[ -s "$f" ] || fail "missing or empty after install: $f"
 	dpkg -S "$f" >/dev/null 2>&1 || fail "$f is not owned by any package"
 done
@@ -30,6 +31,16 @@ assert_eq "$(cat "$T/manpath")" /usr/share/man/man1/claude-cage.1.gz "man -w cla
 zcat /usr/share/man/man1/claude-cage.1.gz | grep -q '^\.TH claude-cage 1' || fail "the man page has no '.TH claude-cage 1' header"
 MANWIDTH=80 man claude-cage 2>/dev/null | col -b >"$T/man.txt"
 grep -q 'claude-cage' "$T/man.txt" || fail "man claude-cage renders nothing"
+# one page per subcommand, with its exit statuses
+MANWIDTH=80 man claude-cage-run 2>/dev/null | col -b >"$T/man-run.txt"
+grep -q '^EXIT STATUS' "$T/man-run.txt" || fail "man claude-cage-run has no EXIT STATUS section"
+grep -q 'max-runtime or stdin-eof-grace ran out' "$T/man-run.txt" || fail "man claude-cage-run does not explain 124"
+# every relative link of the installed README and docs leads to an installed file
+for md in /usr/share/doc/claude-cage/README.md /usr/share/doc/claude-cage/docs/*.md; do
+	for link in $(grep -oE '\]\([^)#:]+(#[^)]*)?\)' "$md" | sed -E 's/^\]\(//; s/\)$//; s/#.*//'); do
+		[ -e "$(dirname "$md")/$link" ] || fail "$md links to $link, which is not installed"
+	done
+done
 grep -q 'complete -F' /usr/share/bash-completion/completions/claude-cage || fail "bash completion has no 'complete -F'"
 grep -q '^#compdef claude-cage' /usr/share/zsh/vendor-completions/_claude-cage || fail "zsh completion has no '#compdef claude-cage'"
 grep -q '^complete -c claude-cage' /usr/share/fish/vendor_completions.d/claude-cage.fish || fail "fish completion has no 'complete -c claude-cage'"

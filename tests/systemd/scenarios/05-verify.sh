@@ -3,9 +3,9 @@
 # is the stand-in /usr/bin/example-bot), with no warning at all.
 # vmtest-timeout: 60
 
-units="/lib/systemd/system/claude-cage.slice /lib/systemd/system/claude-cage-reap.service /lib/systemd/system/claude-cage-reap.timer"
+units="/lib/systemd/system/claude-cage.slice /lib/systemd/system/claude-cage-reap.service /lib/systemd/system/claude-cage-reap.timer /lib/systemd/system/claude-cage-metrics.service /lib/systemd/system/claude-cage-metrics.timer"
 # The example is verified where an admin would put it.
-cp /usr/share/doc/claude-cage/examples/example-bot.service /etc/systemd/system/example-bot.service
+cp /usr/share/doc/claude-cage/packaging/systemd/example-bot.service /etc/systemd/system/example-bot.service
 systemd-analyze verify $units /etc/systemd/system/example-bot.service >"$T/verify.out" 2>&1
 rc=$?
 rm -f /etc/systemd/system/example-bot.service

@@ -1,4 +1,4 @@
-# The example bot service as shipped (/usr/share/doc/claude-cage/examples/example-bot.service:
+# The example bot service as shipped (/usr/share/doc/claude-cage/packaging/systemd/example-bot.service:
 # User=example-bot, Delegate=memory pids cpu, ExecStart=claude-cage subgroup -- example-bot),
 # with the cgroupfs backend chosen by backend = "auto" inside the delegated subtree: the cages
 # are below the service's cgroup (example-bot.service/example-bot/<cage>), the bot and its
@@ -8,7 +8,7 @@
 
 svc=$CG/system.slice/example-bot.service
 ev=/var/lib/example-bot/events.jsonl
-cp /usr/share/doc/claude-cage/examples/example-bot.service /etc/systemd/system/example-bot.service
+cp /usr/share/doc/claude-cage/packaging/systemd/example-bot.service /etc/systemd/system/example-bot.service
 mkdir -p /etc/claude-cage
 cat >/etc/claude-cage/example-bot.toml <<'P'
 # the example bot's policy in the test VM (small limits)
@@ -120,3 +120,17 @@ for r in $(jq -r 'select(.event == "exit") | .reason' "$ev"); do
 	# SIGTERM, its child's death or its parent's (the bot's) death first
 	case $r in terminated | signaled | parent-died) ;; *) fail "exit reason after systemctl stop: $r" ;; esac
 done
+
+# The packaged metrics service, as root: the bot's two ends are still counted after its cages
+# are gone, labelled with the user whose runs they are (the bot's tally is in its own state
+# directory). Without the textfile directory the service does nothing (the control).
+systemctl start claude-cage-metrics.service || fail "claude-cage-metrics.service failed without the textfile directory"
+[ ! -e /var/lib/prometheus/node-exporter ] || fail "claude-cage-metrics.service made the textfile directory"
+mkdir -p /var/lib/prometheus/node-exporter
+systemctl start claude-cage-metrics.service || fail "claude-cage-metrics.service failed: $(journalctl -q -n 5 -u claude-cage-metrics.service | tr '\n' ' ')"
+prom=/var/lib/prometheus/node-exporter/claude-cage.prom
+grep '^claude_cage_bot_' "$prom" | capture example-bot-metrics
+ends=$(awk '/^claude_cage_bot_ends_total\{bot="example-bot",user="example-bot",/ { s += $2 } END { print s + 0 }' "$prom")
+assert_eq "$ends" 2 "claude_cage_bot_ends_total of example-bot after systemctl stop"
+[ -z "$(ls /var/lib/prometheus/node-exporter/*.tmp 2>/dev/null)" ] || fail "the metrics service left its temporary file"
+rm -rf /var/lib/prometheus

@@ -1,0 +1,114 @@
+//! The docs as shipped: every relative link of the README and of `docs/` leads to a file, both
+//! in the source tree and where the Debian package installs them (`[package.metadata.deb]
+//! assets` in Cargo.toml), so that a reader of `/usr/share/doc/claude-cage` never follows a
+//! broken link; and every page of `docs/` is in the package.
+
+use std::collections::BTreeSet;
+use std::path::{Component, Path, PathBuf};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The package's files: (source path relative to the tree, installed path).
+fn installed() -> Vec<(PathBuf, PathBuf)> {
+    let text = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let cargo: toml::Value = toml::from_str(&text).unwrap();
+    let assets = cargo["package"]["metadata"]["deb"]["assets"]
+        .as_array()
+        .expect("[package.metadata.deb] assets");
+    let mut out = Vec::new();
+    for a in assets {
+        let a = a.as_array().unwrap();
+        let (src, dest) = (a[0].as_str().unwrap(), a[1].as_str().unwrap());
+        if src.starts_with("target/") {
+            continue;
+        }
+        let files: Vec<PathBuf> = match src.rsplit_once("/*") {
+            Some((dir, ext)) => std::fs::read_dir(root().join(dir))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.to_string_lossy().ends_with(ext))
+                .map(|p| p.strip_prefix(root()).unwrap().to_path_buf())
+                .collect(),
+            None => vec![PathBuf::from(src)],
+        };
+        for f in files {
+            let to = if dest.ends_with('/') {
+                Path::new("/").join(dest).join(f.file_name().unwrap())
+            } else {
+                Path::new("/").join(dest)
+            };
+            out.push((f, to));
+        }
+    }
+    out
+}
+
+/// `a/b/../c` → `a/c`.
+fn normal(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The relative links of a Markdown text, without their anchors.
+fn links(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("](") {
+        rest = &rest[i + 2..];
+        let Some(end) = rest.find(')') else { break };
+        let target = &rest[..end];
+        let target = target.split('#').next().unwrap();
+        if !target.is_empty() && !target.contains(':') && !target.contains(' ') {
+            out.push(target.to_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn every_link_of_the_docs_works_in_the_tree_and_as_installed() {
+    let files = installed();
+    let targets: BTreeSet<PathBuf> = files.iter().map(|(_, to)| to.clone()).collect();
+    let mut pages: Vec<PathBuf> = vec![PathBuf::from("README.md")];
+    for e in std::fs::read_dir(root().join("docs")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "md") {
+            pages.push(p.strip_prefix(root()).unwrap().to_path_buf());
+        }
+    }
+    let mut broken = Vec::new();
+    for page in &pages {
+        let Some((_, at)) = files.iter().find(|(src, _)| src == page) else {
+            broken.push(format!("{} is not in the package", page.display()));
+            continue;
+        };
+        let text = std::fs::read_to_string(root().join(page)).unwrap();
+        for link in links(&text) {
+            let in_tree = normal(&page.parent().unwrap().join(&link));
+            if !root().join(&in_tree).exists() {
+                broken.push(format!("{}: {link} does not exist", page.display()));
+            }
+            let there = normal(&at.parent().unwrap().join(&link));
+            let dir_of_installed = targets.iter().any(|t| t.starts_with(&there));
+            if !dir_of_installed {
+                broken.push(format!(
+                    "{}: {link} is not installed ({} is not in the package)",
+                    page.display(),
+                    there.display()
+                ));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
