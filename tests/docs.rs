@@ -112,3 +112,107 @@ fn every_link_of_the_docs_works_in_the_tree_and_as_installed() {
     }
     assert!(broken.is_empty(), "{}", broken.join("\n"));
 }
+
+/// The fenced block after each `<!-- file: PATH -->` of a page: (PATH, the block's text).
+fn shipped_blocks(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut lines = text.lines();
+    while let Some(l) = lines.next() {
+        let Some(path) = l
+            .strip_prefix("<!-- file: ")
+            .and_then(|r| r.strip_suffix(" -->"))
+        else {
+            continue;
+        };
+        let fence = lines.next().expect("a fenced block after the marker");
+        assert!(fence.starts_with("```"), "no fenced block after {l}");
+        let mut body = String::new();
+        for b in lines.by_ref() {
+            if b == "```" {
+                break;
+            }
+            body.push_str(b);
+            body.push('\n');
+        }
+        out.push((path.to_owned(), body));
+    }
+    out
+}
+
+/// The quick start works as copied: every file it shows is the file the package ships (the
+/// same text), every policy it ships is valid, its hook and units are in the package, and every
+/// shipped path it tells the reader to copy from exists there.
+#[test]
+fn the_quick_start_shows_the_files_the_package_ships() {
+    let text = std::fs::read_to_string(root().join("docs/quickstart.md")).unwrap();
+    let blocks = shipped_blocks(&text);
+    assert!(blocks.len() >= 2, "the quick start shows no shipped file");
+    for (path, body) in &blocks {
+        let shipped = std::fs::read_to_string(root().join(path))
+            .unwrap_or_else(|e| panic!("docs/quickstart.md shows {path}: {e}"));
+        assert_eq!(
+            &shipped, body,
+            "docs/quickstart.md's {path} differs from the file"
+        );
+    }
+    let files = installed();
+    let installed_at = |src: &str| {
+        files
+            .iter()
+            .find(|(s, _)| s == Path::new(src))
+            .map(|(_, to)| to.clone())
+    };
+    for bot in ["ts-bot", "py-bot"] {
+        let policy = format!("policies/{bot}.toml");
+        let text = std::fs::read_to_string(root().join(&policy)).unwrap();
+        let p = claude_cage::policy::parse(
+            &text,
+            &policy,
+            &claude_cage::policy::Overrides::default(),
+            16 << 30,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.name.as_deref(), Some(bot));
+        let hook = &p.alerts.exec[0];
+        let shipped_hook = installed_at("packaging/hooks/webhook").expect("the hook is packaged");
+        assert!(
+            files.iter().any(|(_, to)| to == Path::new(hook)),
+            "{policy}'s hook {hook} is not installed by the package (it installs the hook at {})",
+            shipped_hook.display()
+        );
+        assert_eq!(
+            p.events_file.as_deref(),
+            Some(format!("/var/log/claude-cage/{bot}/events.jsonl").as_str())
+        );
+        let unit = format!("packaging/systemd/{bot}.service");
+        let unit_text = std::fs::read_to_string(root().join(&unit)).unwrap();
+        assert!(
+            unit_text.contains(&format!("\nLogsDirectory=claude-cage/{bot}\n")),
+            "{unit} does not make the policy's events directory"
+        );
+        assert!(
+            unit_text.contains("\nDelegate="),
+            "{unit} delegates nothing"
+        );
+        for src in [policy.as_str(), unit.as_str()] {
+            assert!(installed_at(src).is_some(), "{src} is not in the package");
+        }
+    }
+    for bot in [
+        "packaging/bots/ts-bot/bot.mjs",
+        "packaging/bots/py-bot/bot.py",
+    ] {
+        assert!(installed_at(bot).is_some(), "{bot} is not in the package");
+    }
+    // Every `$d/<path>` the reader copies from is a file the package installs there.
+    for word in text.split_whitespace() {
+        if let Some(rel) = word.strip_prefix("$d/") {
+            let at = Path::new("/usr/share/doc/claude-cage").join(rel);
+            assert!(
+                files.iter().any(|(_, to)| *to == at),
+                "docs/quickstart.md copies {} , which the package does not install",
+                at.display()
+            );
+        }
+    }
+}

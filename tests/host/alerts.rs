@@ -327,3 +327,104 @@ fn a_hook_gets_no_secrets_from_the_environment() {
     assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
     assert_no_cgroup(&n);
 }
+
+/// The packaged webhook hook (packaging/hooks/webhook) POSTs the event to the URL in its file:
+/// a local listener receives the exit event with its kind in a header; one that answers 503
+/// makes the hook fail, and claude-cage's warning quotes curl's message (the control).
+#[test]
+fn the_packaged_webhook_posts_the_event() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let n = name("webhook");
+    let t = TempDir::new(&n);
+    let hook = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/hooks/webhook");
+    // One request: its head and body, answered with `status`.
+    let serve = |status: &'static str| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).unwrap();
+            let mut conn = conn;
+            write!(
+                conn,
+                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            (head, String::from_utf8(body).unwrap())
+        });
+        (port, server)
+    };
+    let run = |port: u16| {
+        let env = t.path("hook.env");
+        std::fs::write(
+            &env,
+            format!("# the bot's webhook\nWEBHOOK_URL=http://127.0.0.1:{port}/cage\n"),
+        )
+        .unwrap();
+        let p = t.path("p.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "[alerts]\nexec = [\"{}\", \"{}\"]\nexec-timeout = \"20s\"\n",
+                hook.display(),
+                env.display()
+            ),
+        )
+        .unwrap();
+        output(run_cmd(
+            &n,
+            &t.path("ev"),
+            &["--policy", p.to_str().unwrap()],
+            &["sh", "-c", "exit 3"],
+        ))
+    };
+
+    let (port, server) = serve("200 OK");
+    let out = run(port);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let (head, body) = server.join().unwrap();
+    assert!(head.starts_with("POST /cage HTTP/1.1\r\n"), "{head}");
+    assert!(head.contains("X-Claude-Cage-Event: exit\r\n"), "{head}");
+    assert!(
+        head.contains("Content-Type: application/json\r\n"),
+        "{head}"
+    );
+    let event: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
+    assert_eq!(
+        (event["event"].as_str(), event["status"].as_i64()),
+        (Some("exit"), Some(3))
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("alert hook"),
+        "{out:?}"
+    );
+
+    let (port, server) = serve("503 Service Unavailable");
+    let out = run(port);
+    server.join().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines().any(|l| l.starts_with("claude-cage warning: alert hook for exit exited with status 22; its stderr: curl: (22) The requested URL returned error: 503")),
+        "{err}"
+    );
+    assert_no_cgroup(&n);
+}

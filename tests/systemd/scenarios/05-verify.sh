@@ -1,16 +1,22 @@
-# `systemd-analyze verify` accepts every unit the package ships (the slice, the reap service and
-# timer, and the example bot service, whose ExecStart= names /usr/bin/claude-cage and whose bot
-# is the stand-in /usr/bin/example-bot), with no warning at all.
+# `systemd-analyze verify` accepts every unit the package ships (the slice, the reap and metrics
+# services and timers, the example bot service, whose ExecStart= names /usr/bin/claude-cage and
+# whose bot is the stand-in /usr/bin/example-bot, and the quick start's ts-bot and py-bot), with
+# no warning at all; the packaged hook is installed executable.
 # vmtest-timeout: 60
 
 units="/lib/systemd/system/claude-cage.slice /lib/systemd/system/claude-cage-reap.service /lib/systemd/system/claude-cage-reap.timer /lib/systemd/system/claude-cage-metrics.service /lib/systemd/system/claude-cage-metrics.timer"
-# The example is verified where an admin would put it.
-cp /usr/share/doc/claude-cage/packaging/systemd/example-bot.service /etc/systemd/system/example-bot.service
-systemd-analyze verify $units /etc/systemd/system/example-bot.service >"$T/verify.out" 2>&1
+# The example and the quick start's bots are verified where an admin would put them, copied as
+# the quick start says.
+examples="example-bot.service ts-bot.service py-bot.service"
+for u in $examples; do
+	cp "/usr/share/doc/claude-cage/packaging/systemd/$u" "/etc/systemd/system/$u"
+done
+systemd-analyze verify $units $(for u in $examples; do echo "/etc/systemd/system/$u"; done) >"$T/verify.out" 2>&1
 rc=$?
-rm -f /etc/systemd/system/example-bot.service
+for u in $examples; do rm -f "/etc/systemd/system/$u"; done
 cat "$T/verify.out"
 assert_eq "$rc" 0 "systemd-analyze verify: status"
+[ -x /usr/lib/claude-cage/webhook ] || fail "the packaged hook /usr/lib/claude-cage/webhook is not executable"
 [ ! -s "$T/verify.out" ] || fail "systemd-analyze verify printed: $(head -n 3 "$T/verify.out")"
 # the loaded units carry what the files say
 assert_eq "$(systemctl show -P LoadState claude-cage.slice)" loaded "claude-cage.slice LoadState"
