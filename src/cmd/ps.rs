@@ -26,9 +26,10 @@ pub struct Row {
     pub memory_peak: Option<u64>,
     pub pids_current: Option<u64>,
     pub pids_max: Option<u64>,
-    /// `memory.events high`: times the cage was throttled.
-    pub throttled: u64,
-    pub oom_kills: u64,
+    /// `memory.events high`: times the cage was throttled; `None` without the memory
+    /// controller (no `memory.events`).
+    pub throttled: Option<u64>,
+    pub oom_kills: Option<u64>,
     pub command: Vec<String>,
     pub cgroup: String,
     pub supervisor_pid: Option<i32>,
@@ -46,10 +47,7 @@ fn opt_number(dir: &std::path::Path, name: &str) -> Option<u64> {
 
 /// Reads one cage's row.
 pub fn row(f: &Found, now_ms: u64) -> Row {
-    let mem = fs::read_optional(&f.dir, fs::MEMORY_EVENTS)
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    let mem = fs::read_optional(&f.dir, fs::MEMORY_EVENTS).ok().flatten();
     let held = (f.dir.file_name().is_some_and(crate::cgroup::id::is_scope))
         .then(|| opt_number(&f.dir.join(fs::HOLD), fs::PIDS_CURRENT))
         .flatten();
@@ -75,8 +73,8 @@ pub fn row(f: &Found, now_ms: u64) -> Row {
             .map(|n| n.saturating_sub(held.unwrap_or(0))),
         pids_max: opt_number(&f.dir, fs::PIDS_MAX)
             .map(|n| n.saturating_sub(u64::from(held.is_some()))),
-        throttled: fs::keyed(&mem, "high").unwrap_or(0),
-        oom_kills: fs::keyed(&mem, "oom_kill").unwrap_or(0),
+        throttled: mem.as_deref().and_then(|m| fs::keyed(m, "high")),
+        oom_kills: mem.as_deref().and_then(|m| fs::keyed(m, "oom_kill")),
         command: f
             .record
             .as_ref()
@@ -184,8 +182,8 @@ pub fn table(rows: &[Row]) -> String {
                     .map(|p| p.to_string())
                     .unwrap_or_else(|| "max".into())
             ),
-            r.throttled.to_string(),
-            r.oom_kills.to_string(),
+            r.throttled.map_or("-".to_owned(), |n| n.to_string()),
+            r.oom_kills.map_or("-".to_owned(), |n| n.to_string()),
             r.state.to_owned(),
             command,
         ]);
@@ -304,13 +302,13 @@ pub fn prometheus(
             "claude_cage_memory_high_events_total",
             "counter",
             "Times the cage was throttled above memory.high.",
-            |r| Some(r.throttled),
+            |r| r.throttled,
         ),
         (
             "claude_cage_oom_kills_total",
             "counter",
             "Processes in the cage killed by the OOM killer.",
-            |r| Some(r.oom_kills),
+            |r| r.oom_kills,
         ),
         (
             "claude_cage_age_seconds",
@@ -459,8 +457,8 @@ mod tests {
             memory_peak: Some(2 << 20),
             pids_current: Some(3),
             pids_max: None,
-            throttled: 2,
-            oom_kills: 0,
+            throttled: Some(2),
+            oom_kills: Some(0),
             command: vec![
                 "claude".into(),
                 "--output-format".into(),

@@ -87,6 +87,21 @@ fn ps_lists_a_cage_and_kill_ends_it_through_its_supervisor() {
         table.lines().nth(1).is_some_and(|l| l.starts_with(&id)),
         "{table}"
     );
+    // This host's memory controller is cgroup v1's: what the kernel does not offer is "-" in
+    // the table and null in JSON, not a 0 that reads as "never throttled".
+    assert_eq!(
+        (&rows[0]["throttled"], &rows[0]["oom-kills"]),
+        (&serde_json::Value::Null, &serde_json::Value::Null)
+    );
+    let cells: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split("  ")
+        .filter(|c| !c.is_empty())
+        .map(str::trim)
+        .collect();
+    assert_eq!(&cells[7..9], ["-", "-"], "{table}");
 
     let out = cli(&["kill", &id]);
     assert!(out.status.success(), "{out:?}");
