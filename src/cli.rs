@@ -23,7 +23,7 @@ pub enum Command {
     /// Run PROGRAM in a new cage and exit with its status.
     ///
     /// Exit status: the child's own; 128+N if a signal N killed it (137 for an OOM kill); 124
-    /// when max-runtime or stdin-eof-grace ran out; 125 when claude-cage itself failed and
+    /// when max-runtime, stdin-eof-grace or idle-timeout ran out; 125 when claude-cage itself failed and
     /// nothing was started; 126 / 127 when PROGRAM cannot be executed / is not found.
     Run(Box<RunArgs>),
     /// Create the shim: a symlink named `claude` to this executable, in DIR.
@@ -159,6 +159,10 @@ pub struct RunArgs {
     /// Kill the cage after this long (e.g. 30m, 4h); exit 124.
     #[arg(long, value_name = "DURATION")]
     pub max_runtime: Option<String>,
+    /// Kill the cage once its CPU use has stayed below [lifetime] idle-cpu (0.5% of one CPU by
+    /// default) for this long (e.g. 30m); exit 124.
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
     /// Once stdin (a pipe or socket) is closed by every writer, kill the cage after this long;
     /// exit 124.
     #[arg(long, value_name = "DURATION")]

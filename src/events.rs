@@ -33,6 +33,8 @@ pub enum Reason {
     Terminated,
     /// An operator killed the cage (`claude-cage kill`).
     Killed,
+    /// The cage's CPU use stayed below `idle-cpu` for `idle-timeout`.
+    Idle,
 }
 
 impl Reason {
@@ -46,6 +48,7 @@ impl Reason {
             Reason::ParentDied => "parent-died",
             Reason::Terminated => "terminated",
             Reason::Killed => "killed",
+            Reason::Idle => "idle",
         }
     }
 }

@@ -47,6 +47,7 @@ impl From<Cause> for Reason {
             Cause::ParentDied => Reason::ParentDied,
             Cause::Terminated(_) => Reason::Terminated,
             Cause::Killed => Reason::Killed,
+            Cause::Idle => Reason::Idle,
         }
     }
 }
@@ -86,7 +87,7 @@ impl End<'_> {
         match self.outcome.cause {
             Some(cause) => {
                 let status = match cause {
-                    Cause::Timeout | Cause::StdinClosed => exit::TIMEOUT,
+                    Cause::Timeout | Cause::StdinClosed | Cause::Idle => exit::TIMEOUT,
                     Cause::Killed => exit::SIGNALED_BASE + Signal::SIGKILL as i32,
                     Cause::ParentDied | Cause::Terminated(_) => child_status,
                 };
@@ -172,8 +173,25 @@ impl End<'_> {
                 "stdin was closed and stdin-eof-grace {} ran out",
                 Elapsed(self.policy.stdin_eof_grace.unwrap_or_default())
             ),
+            Cause::Idle => self.idle_words(),
         };
         Some(format!("{what} before the child exited; killed the cage"))
+    }
+
+    /// How idle the cage was, in words: "idle for 30m00s (CPU 0.02% of one CPU, below idle-cpu
+    /// 0.5%)".
+    fn idle_words(&self) -> String {
+        let (idle_for, share) = self
+            .outcome
+            .idle
+            .map(|v| (v.idle_for, v.share))
+            .unwrap_or((self.policy.idle_timeout.unwrap_or_default(), 0.0));
+        format!(
+            "idle for {} (CPU {} of one CPU, below idle-cpu {})",
+            Elapsed(idle_for),
+            percent(share),
+            percent(self.policy.idle_cpu)
+        )
     }
 
     /// The one line for stderr, after "claude-cage: <cage>: ".
@@ -244,9 +262,24 @@ impl End<'_> {
                 }
             }
             Reason::Killed => format!("killed by an operator after {after}{tail}"),
+            Reason::Idle => format!("{}; killed the cage after {after}{tail}", self.idle_words()),
         }
     }
 }
 
 #[cfg(test)]
 mod tests;
+
+/// A share of one CPU as a percentage: "0.5%", "0.02%", "12%".
+fn percent(share: f64) -> String {
+    let p = share * 100.0;
+    if p == 0.0 {
+        "0%".to_owned()
+    } else if p < 0.1 {
+        format!("{p:.2}%")
+    } else if p < 10.0 {
+        format!("{p:.1}%")
+    } else {
+        format!("{p:.0}%")
+    }
+}

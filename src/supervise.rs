@@ -14,6 +14,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 mod deadlines;
+mod idle;
 mod watch;
 
 use crate::alerts::Alerts;
@@ -22,6 +23,7 @@ use crate::events::EventLog;
 use crate::spawn::Child;
 use crate::sys;
 use deadlines::{Deadlines, timeout_until};
+pub use idle::Verdict as IdleVerdict;
 use watch::{Watch, report_counters, watch_counters};
 
 /// Signals claude-cage passes on to the child.
@@ -76,6 +78,8 @@ pub enum Cause {
     Terminated(Signal),
     /// `claude-cage kill` asked for it.
     Killed,
+    /// The cage's CPU use stayed below `idle-cpu` for `idle-timeout`.
+    Idle,
 }
 
 /// How the child ended.
@@ -103,6 +107,8 @@ pub struct Outcome {
     pub counters: Counters,
     /// `memory.peak`, read as soon as the child was reaped, for the same reason.
     pub peak: Option<u64>,
+    /// The idle check's verdict, when it killed the cage.
+    pub idle: Option<IdleVerdict>,
 }
 
 /// Lifetime settings.
@@ -111,6 +117,9 @@ pub struct Lifetime {
     pub max_runtime: Option<Duration>,
     pub stdin_eof_grace: Option<Duration>,
     pub term_grace: Duration,
+    /// `idle-timeout` and `idle-cpu` (a share of one CPU); `None`: no idle check, and no
+    /// wake-up for one.
+    pub idle: Option<(Duration, f64)>,
 }
 
 /// The process that started claude-cage, watched when `parent-death = "kill"`.
@@ -131,6 +140,10 @@ pub fn supervise(
 ) -> std::io::Result<Outcome> {
     let mut watch = watch_counters(cage);
     let mut deadlines = Deadlines::start(Instant::now(), &lifetime);
+    let mut idle = lifetime
+        .idle
+        .map(|(window, share)| idle::Idle::new(Instant::now(), window, share));
+    let mut idle_verdict = None;
     let mut stdin = lifetime.stdin_eof_grace.and_then(|_| stdin_kind());
     let mut cause = None;
     // What was in the cage when supervision killed it, and why it did.
@@ -163,11 +176,21 @@ pub fn supervise(
                 killed_for: killed.map(|(_, why)| why),
                 peak: cage.memory_peak().max(watch.as_ref().and_then(|w| w.peak)),
                 counters: watch.map(|w| w.seen).unwrap_or_default(),
+                idle: idle_verdict,
             });
         }
 
         // Once the cage is killed, only the child's end (and the alerts) can wake the loop.
-        let lifetime_deadline = killed.is_none().then(|| deadlines.next()).flatten();
+        let lifetime_deadline = killed
+            .is_none()
+            .then(|| {
+                deadlines
+                    .next()
+                    .into_iter()
+                    .chain(idle.as_ref().map(idle::Idle::next))
+                    .min()
+            })
+            .flatten();
         let wake = lifetime_deadline.into_iter().chain(alerts.deadline()).min();
         let sources = Sources {
             signals,
@@ -224,6 +247,15 @@ pub fn supervise(
                 // A term-grace running out names the signal that set it, the cause already.
                 cause.get_or_insert(why);
                 kill(cage, &mut killed, why);
+            }
+        }
+        if killed.is_none() {
+            if let Some(i) = idle.as_mut().filter(|i| now >= i.next()) {
+                if let Some(v) = i.sample(now, cage.cpu_usage_usec()) {
+                    idle_verdict = Some(v);
+                    cause.get_or_insert(Cause::Idle);
+                    kill(cage, &mut killed, Cause::Idle);
+                }
             }
         }
     }
@@ -320,6 +352,7 @@ pub fn abandon(child: &Child, cage: &Cage, e: &std::io::Error) -> Outcome {
         killed_for: None,
         counters: Counters::default(),
         peak: None,
+        idle: None,
     }
 }
 

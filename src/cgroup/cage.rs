@@ -280,6 +280,14 @@ impl Cage {
             .and_then(|t| fs::number(&t))
     }
 
+    /// `cpu.stat usage_usec`: CPU time used by everything in the cage, or `None`.
+    pub fn cpu_usage_usec(&self) -> Option<u64> {
+        fs::read_optional(&self.dir, CPU_STAT)
+            .ok()
+            .flatten()
+            .and_then(|t| fs::keyed(&t, "usage_usec"))
+    }
+
     /// How many processes are in the cage, its nested cgroups included. A cage that
     /// `cgroup.events` says is empty holds none: one read instead of a walk of its cgroups.
     pub fn process_count(&self) -> usize {

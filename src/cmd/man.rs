@@ -25,7 +25,7 @@ fn exit_statuses(sub: &str) -> Vec<(&'static str, &'static str)> {
             ),
             (
                 "124",
-                "max-runtime or stdin-eof-grace ran out; the cage was killed",
+                "max-runtime or stdin-eof-grace ran out, or the cage was idle for idle-timeout; the cage was killed",
             ),
             (
                 "125",

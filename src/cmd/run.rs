@@ -38,6 +38,7 @@ pub fn run_cmd(a: RunArgs, starter: Pid) -> i32 {
             memory_max: a.memory_max,
             pids_max: a.pids_max,
             max_runtime: a.max_runtime,
+            idle_timeout: a.idle_timeout,
             stdin_eof_grace: a.stdin_eof_grace,
             term_grace: a.term_grace,
             events: a.events,
@@ -146,6 +147,7 @@ fn cage_and_run(plan: Plan, original_mask: SigSet) -> Result<i32, RunError> {
         max_runtime: policy.max_runtime,
         stdin_eof_grace: policy.stdin_eof_grace,
         term_grace: policy.term_grace,
+        idle: policy.idle_timeout.map(|t| (t, policy.idle_cpu)),
     };
     let outcome = supervise::supervise(
         &child,

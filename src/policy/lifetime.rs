@@ -12,7 +12,13 @@ pub(super) struct Lifetime {
     pub(super) stdin_eof_grace: Option<Duration>,
     pub(super) term_grace: Duration,
     pub(super) parent_death: ParentDeath,
+    pub(super) idle_timeout: Option<Duration>,
+    pub(super) idle_cpu: f64,
 }
+
+/// The default `[lifetime] idle-cpu`: half a percent of one CPU. Claude Code waiting on the
+/// API's stream uses more than that; a session left open with nothing to do uses less.
+pub const DEFAULT_IDLE_CPU: f64 = 0.005;
 
 impl Validator<'_> {
     /// The `[lifetime]` section, with `--max-runtime`, `--stdin-eof-grace` and `--term-grace`
@@ -69,11 +75,56 @@ impl Validator<'_> {
                 }
             },
         };
+        let idle_v = self.pick(
+            lifetime.idle_timeout.as_ref(),
+            "lifetime.idle-timeout",
+            o.idle_timeout.as_ref(),
+            "--idle-timeout",
+            owned,
+        );
+        let idle_origin = idle_v.as_ref().map(|(_, o)| clone_origin(o));
+        let idle_timeout = self.duration(idle_v)?;
+        if let (Some(Duration::ZERO), Some(origin)) = (idle_timeout, &idle_origin) {
+            return Err(self.error(
+                origin,
+                "must be longer than 0s (leave it unset for no idle limit)",
+            ));
+        }
+        let idle_cpu = match &lifetime.idle_cpu {
+            None => DEFAULT_IDLE_CPU,
+            Some(s) => {
+                let origin = Origin::File {
+                    key: "lifetime.idle-cpu",
+                    start: s.span().start,
+                };
+                let share = s
+                    .get_ref()
+                    .trim()
+                    .strip_suffix('%')
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .filter(|p| p.is_finite() && *p > 0.0 && *p <= 100.0)
+                    .map(|p| p / 100.0);
+                match share {
+                    Some(v) => v,
+                    None => {
+                        return Err(self.error(
+                            &origin,
+                            format!(
+                                "{:?} is not a share of one CPU above 0% and at most 100%, e.g. \"0.5%\"",
+                                s.get_ref()
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
         Ok(Lifetime {
             max_runtime,
             stdin_eof_grace,
             term_grace,
             parent_death,
+            idle_timeout,
+            idle_cpu,
         })
     }
 }

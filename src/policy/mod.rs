@@ -75,6 +75,11 @@ pub struct Policy {
     pub stdin_eof_grace: Option<Duration>,
     pub term_grace: Duration,
     pub parent_death: ParentDeath,
+    /// Kill a cage whose CPU use stays below `idle_cpu` for this long (`[lifetime]
+    /// idle-timeout`).
+    pub idle_timeout: Option<Duration>,
+    /// The share of one CPU below which a cage is idle (`idle-cpu`, default 0.5%).
+    pub idle_cpu: f64,
     pub events_file: Option<String>,
     pub alerts: Alerts,
 }

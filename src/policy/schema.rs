@@ -85,6 +85,8 @@ pub(super) struct RawLifetime {
     pub(super) stdin_eof_grace: Option<Spanned<String>>,
     pub(super) term_grace: Option<Spanned<String>>,
     pub(super) parent_death: Option<Spanned<String>>,
+    pub(super) idle_timeout: Option<Spanned<String>>,
+    pub(super) idle_cpu: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default, Clone)]

@@ -148,6 +148,8 @@ impl Validator<'_> {
             stdin_eof_grace,
             term_grace,
             parent_death,
+            idle_timeout,
+            idle_cpu,
         } = self.lifetime(raw.lifetime.unwrap_or_default(), o)?;
         let events_file = self.events(raw.events.unwrap_or_default(), o)?;
         let alerts = self.alerts(raw.alerts.unwrap_or_default(), memory_high, memory_max)?;
@@ -180,6 +182,8 @@ impl Validator<'_> {
             stdin_eof_grace,
             term_grace,
             parent_death,
+            idle_timeout,
+            idle_cpu,
             events_file,
             alerts,
         })

@@ -103,7 +103,7 @@ pub const ALERT_EVENTS: [&str; 5] = ["memory-warn", "pressure", "oom-kill", "pid
 
 /// The reasons of an end (the `exit` event's `reason`). A clean exit (`exited` with status 0)
 /// never reaches the hook.
-pub const EXIT_REASONS: [&str; 8] = [
+pub const EXIT_REASONS: [&str; 9] = [
     "exited",
     "signaled",
     "oom-killed",
@@ -112,18 +112,20 @@ pub const EXIT_REASONS: [&str; 8] = [
     "parent-died",
     "terminated",
     "killed",
+    "idle",
 ];
 
 /// The default `[alerts] exit-reasons`: every abnormal end but those the bot or its service
 /// manager asked for (`terminated`: claude-cage was sent SIGTERM, as by `systemctl stop` or an
 /// SDK's abort; `parent-died`: the bot itself went away), which would page on every stop.
-pub const DEFAULT_EXIT_REASONS: [&str; 6] = [
+pub const DEFAULT_EXIT_REASONS: [&str; 7] = [
     "exited",
     "signaled",
     "oom-killed",
     "timeout",
     "stdin-closed",
     "killed",
+    "idle",
 ];
 
 /// The default `[cage] max-descendants`: cgroups the child may make inside its cage (Claude

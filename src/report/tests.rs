@@ -22,6 +22,7 @@ fn outcome(end: ChildEnd, cause: Option<Cause>) -> Outcome {
         killed_for: None,
         counters: Counters::default(),
         peak: None,
+        idle: None,
     }
 }
 
@@ -368,4 +369,28 @@ fn the_exit_record_names_the_limit_the_oom_killer_enforced() {
     let ok = outcome(ChildEnd::Exited(1), None);
     let r = end(&ok, &p, &applied, Duration::from_secs(1)).report();
     assert_eq!(r.record.oom_limit, None);
+}
+
+/// An idle cage is killed with reason idle and exit status 124, and the line says how long it
+/// was idle and how much CPU it used against idle-cpu.
+#[test]
+fn an_idle_cage_is_reported_with_its_cpu_use() {
+    let mut p = policy();
+    p.idle_timeout = Some(Duration::from_secs(1800));
+    p.idle_cpu = 0.005;
+    let applied = Applied::default();
+    let mut o = outcome(ChildEnd::Signaled(Signal::SIGKILL), Some(Cause::Idle));
+    o.killed_by_us = true;
+    o.idle = Some(crate::supervise::IdleVerdict {
+        idle_for: Duration::from_secs(1800),
+        share: 0.0002,
+    });
+    let r = end(&o, &p, &applied, Duration::from_secs(5400)).report();
+    assert_eq!((r.reason, r.status), (Reason::Idle, 124));
+    assert_eq!(
+        r.line.as_deref(),
+        Some(
+            "idle for 30m00s (CPU 0.02% of one CPU, below idle-cpu 0.5%); killed the cage after 1h30m"
+        )
+    );
 }

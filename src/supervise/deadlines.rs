@@ -83,6 +83,7 @@ mod tests {
             max_runtime,
             stdin_eof_grace: Some(Duration::from_secs(10)),
             term_grace: Duration::from_secs(3),
+            idle: None,
         }
     }
 
@@ -187,6 +188,7 @@ mod tests {
                 max_runtime: (rng.u64() % 4 != 0).then(|| rng.duration(&edges)),
                 stdin_eof_grace: Some(rng.duration(&edges)),
                 term_grace: rng.duration(&edges),
+                idle: None,
             };
             let mut d = Deadlines::start(t0, &life);
             let runtime = life.max_runtime.and_then(|m| t0.checked_add(m));

@@ -7,6 +7,7 @@ mod attacks;
 mod cleanup;
 mod exit_status;
 mod hardening;
+mod idle;
 mod library;
 mod lifetime;
 mod operate;
