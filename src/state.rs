@@ -30,6 +30,9 @@ pub struct Record {
     /// Unix time in milliseconds.
     pub started_ms: u64,
     pub events: Option<String>,
+    /// The bot's `[bot] max-cages`, for `ps` to show beside the bot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cages: Option<u32>,
 }
 
 /// The state directory of the current user: `/run/claude-cage` for root,
@@ -304,6 +307,7 @@ mod tests {
             argv: vec!["claude".into(), "-p".into()],
             started_ms: 1,
             events: None,
+            max_cages: Some(3),
         };
         let f = write(&r).unwrap();
         let own = readable_dirs()

@@ -7,6 +7,7 @@
 mod cgroupfs;
 #[cfg(feature = "systemd")]
 mod scope;
+pub mod slots;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -37,6 +38,15 @@ impl Backend {
             Backend::Cgroupfs(_) => false,
             #[cfg(feature = "systemd")]
             Backend::Systemd { .. } => true,
+        }
+    }
+
+    /// The cgroup v2 hierarchy the cages go in.
+    pub fn hierarchy(&self) -> &Hierarchy {
+        match self {
+            Backend::Cgroupfs(p) => &p.hierarchy,
+            #[cfg(feature = "systemd")]
+            Backend::Systemd { hierarchy, .. } => hierarchy,
         }
     }
 }

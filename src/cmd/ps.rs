@@ -36,6 +36,8 @@ pub struct Row {
     pub policy: Option<String>,
     /// Whether a state file describes this cage.
     pub state_file: bool,
+    /// The bot's `[bot] max-cages`, from the state file.
+    pub bot_max_cages: Option<u32>,
 }
 
 fn opt_number(dir: &std::path::Path, name: &str) -> Option<u64> {
@@ -84,6 +86,7 @@ pub fn row(f: &Found, now_ms: u64) -> Row {
         supervisor_pid: f.record.as_ref().map(|r| r.supervisor_pid),
         policy: f.record.as_ref().map(|r| r.policy.clone()),
         state_file: f.record.is_some(),
+        bot_max_cages: f.record.as_ref().and_then(|r| r.max_cages),
     }
 }
 
@@ -162,7 +165,10 @@ pub fn table(rows: &[Row]) -> String {
         }
         cells.push(vec![
             r.cage.clone(),
-            r.bot.clone(),
+            match r.bot_max_cages {
+                Some(cap) => format!("{} (max {cap})", r.bot),
+                None => r.bot.clone(),
+            },
             r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
             r.age_seconds.map(age).unwrap_or_else(|| "-".into()),
             format!(
@@ -346,6 +352,19 @@ pub fn prometheus(
     }
     let _ = writeln!(
         out,
+        "# HELP claude_cage_bot_max_cages The bot's [bot] max-cages.\n# TYPE claude_cage_bot_max_cages gauge"
+    );
+    let mut caps: BTreeMap<&str, u32> = BTreeMap::new();
+    for r in rows {
+        if let Some(c) = r.bot_max_cages {
+            caps.insert(&r.bot, c);
+        }
+    }
+    for (b, c) in &caps {
+        let _ = writeln!(out, "claude_cage_bot_max_cages{{bot=\"{}\"}} {c}", esc(b));
+    }
+    let _ = writeln!(
+        out,
         "# HELP claude_cage_bot_memory_current_bytes Memory in use by all cages of the bot.\n# TYPE claude_cage_bot_memory_current_bytes gauge"
     );
     for (b, (_, m)) in &bots {
@@ -468,6 +487,7 @@ mod tests {
             supervisor_pid: Some(6),
             policy: None,
             state_file: true,
+            bot_max_cages: None,
         }
     }
 

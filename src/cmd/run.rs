@@ -96,6 +96,8 @@ fn cage_and_run(plan: Plan, original_mask: SigSet) -> Result<i32, RunError> {
         starter,
         signals,
     } = plan;
+    // A slot below the bot's max-cages, held until this cage and its state file exist.
+    let slot = crate::backend::slots::acquire(&backend, &name, &policy)?;
     let started = Instant::now();
     let Created {
         cage,
@@ -113,6 +115,7 @@ fn cage_and_run(plan: Plan, original_mask: SigSet) -> Result<i32, RunError> {
     // runs in a cage that `ps`, `kill` and `reap` cannot attribute.
     let argv: Vec<String> = command.iter().map(lossy).collect();
     let state_file = state::record(&state_record(&cage, &name, &policy, &pending, &argv));
+    drop(slot);
     let child = match pending.release() {
         Ok(c) => c,
         Err(e) => {
@@ -228,6 +231,7 @@ fn state_record(
             .unwrap_or_default()
             .as_millis() as u64,
         events: policy.events_file.clone(),
+        max_cages: policy.max_cages,
     }
 }
 

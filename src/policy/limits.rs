@@ -2,9 +2,22 @@
 //! `[pids]` and `[cpu]` sections (each cage's own).
 
 use super::schema::{RawBot, RawCpu, RawMemory, RawPids};
-use super::validate::{Origin, Validator, clone_origin, text};
-use super::{Overrides, PolicyError};
+use super::validate::{Origin, Validator, clone_origin, owned, text};
+use super::{OnLimit, Overrides, PolicyError};
 use crate::units::{self, CpuMax, Limit};
+
+/// The `[bot]` section, validated.
+pub(super) struct Bot {
+    pub(super) memory_max: Option<Limit>,
+    pub(super) pids_max: Option<Limit>,
+    pub(super) if_unsupported_warn: bool,
+    pub(super) max_cages: Option<u32>,
+    pub(super) on_limit: OnLimit,
+    pub(super) wait_timeout: std::time::Duration,
+}
+
+/// The default `[bot] wait-timeout`: how long a run at the bot's cap waits for a cage to end.
+pub const DEFAULT_WAIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The `[memory]` section, validated.
 pub(super) struct Memory {
@@ -18,10 +31,7 @@ impl Validator<'_> {
     /// The `[bot]` section: `memory-max` and `pids-max`.
     /// The `[bot]` section: `memory-max`, `pids-max`, and whether a backend that cannot apply
     /// them may run without them (`if-unsupported = "warn"`; `"refuse"` by default).
-    pub(super) fn bot(
-        &self,
-        bot: RawBot,
-    ) -> Result<(Option<Limit>, Option<Limit>, bool), PolicyError> {
+    pub(super) fn bot(&self, bot: RawBot) -> Result<Bot, PolicyError> {
         let bot_memory_max =
             self.size(self.pick(bot.memory_max.as_ref(), "bot.memory-max", None, "", text))?;
         let bot_pids_max =
@@ -42,7 +52,67 @@ impl Validator<'_> {
                 }
             },
         };
-        Ok((bot_memory_max, bot_pids_max, warn))
+        let max_cages = match &bot.max_cages {
+            None => None,
+            Some(n) => match u32::try_from(*n.get_ref()) {
+                Ok(v) if v >= 1 => Some(v),
+                _ => {
+                    return Err(self.error(
+                        &Origin::File {
+                            key: "bot.max-cages",
+                            start: n.span().start,
+                        },
+                        format!("{} is not a number of cages from 1 up", n.get_ref()),
+                    ));
+                }
+            },
+        };
+        let on_limit = match &bot.on_limit {
+            None => OnLimit::Wait,
+            Some(v) => match v.get_ref().as_str() {
+                "wait" => OnLimit::Wait,
+                "refuse" => OnLimit::Refuse,
+                other => {
+                    return Err(self.error(
+                        &Origin::File {
+                            key: "bot.on-limit",
+                            start: v.span().start,
+                        },
+                        format!("{other:?} is not one of \"wait\", \"refuse\""),
+                    ));
+                }
+            },
+        };
+        let wait_timeout = self
+            .duration(self.pick(
+                bot.wait_timeout.as_ref(),
+                "bot.wait-timeout",
+                None,
+                "",
+                owned,
+            ))?
+            .unwrap_or(DEFAULT_WAIT_TIMEOUT);
+        if wait_timeout.is_zero() {
+            let w = bot
+                .wait_timeout
+                .as_ref()
+                .expect("a zero came from the file");
+            return Err(self.error(
+                &Origin::File {
+                    key: "bot.wait-timeout",
+                    start: w.span().start,
+                },
+                "must be longer than 0s (on-limit = \"refuse\" refuses at once)",
+            ));
+        }
+        Ok(Bot {
+            memory_max: bot_memory_max,
+            pids_max: bot_pids_max,
+            if_unsupported_warn: warn,
+            max_cages,
+            on_limit,
+            wait_timeout,
+        })
     }
 
     /// The `[memory]` section, with `--memory-high` and `--memory-max` replacing its values.

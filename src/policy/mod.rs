@@ -34,6 +34,15 @@ pub use values::{
     MAX_EXEC_TIMEOUT, Parent, ParentDeath,
 };
 
+/// `[bot] on-limit`: what a run of a bot at its `max-cages` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnLimit {
+    /// Wait until one of the bot's cages ends, up to `wait-timeout`, then refuse.
+    Wait,
+    /// Refuse at once (exit 125).
+    Refuse,
+}
+
 /// A validated policy: every limit resolved, every value in range.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -64,6 +73,11 @@ pub struct Policy {
     /// `[bot] if-unsupported = "warn"`: a backend that cannot apply the `[bot]` limits (systemd)
     /// runs without them, with a warning, instead of refusing.
     pub bot_if_unsupported_warn: bool,
+    /// `[bot] max-cages`: the most live cages the bot may have at once.
+    pub max_cages: Option<u32>,
+    /// What a run does at the cap: wait (up to `wait_timeout`) or refuse.
+    pub on_limit: OnLimit,
+    pub wait_timeout: Duration,
     pub memory_high: Option<Limit>,
     pub memory_max: Option<Limit>,
     pub swap_max: Option<Limit>,

@@ -54,6 +54,9 @@ pub(super) struct RawBot {
     pub(super) memory_max: Option<Spanned<Scalar>>,
     pub(super) pids_max: Option<Spanned<Scalar>>,
     pub(super) if_unsupported: Option<Spanned<String>>,
+    pub(super) max_cages: Option<Spanned<i64>>,
+    pub(super) on_limit: Option<Spanned<String>>,
+    pub(super) wait_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default, Clone)]

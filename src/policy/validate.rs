@@ -133,8 +133,7 @@ impl Validator<'_> {
         let program = self.program(raw.program)?;
         let raw_program_from_env = raw.program_from_env.unwrap_or(false);
         let cage = self.cage(raw.cage.unwrap_or_default(), o)?;
-        let (bot_memory_max, bot_pids_max, bot_if_unsupported_warn) =
-            self.bot(raw.bot.unwrap_or_default())?;
+        let bot = self.bot(raw.bot.unwrap_or_default())?;
         let Memory {
             high: memory_high,
             max: memory_max,
@@ -168,9 +167,12 @@ impl Validator<'_> {
             require: cage.require,
             max_descendants: cage.max_descendants,
             max_depth: cage.max_depth,
-            bot_memory_max,
-            bot_pids_max,
-            bot_if_unsupported_warn,
+            bot_memory_max: bot.memory_max,
+            bot_pids_max: bot.pids_max,
+            bot_if_unsupported_warn: bot.if_unsupported_warn,
+            max_cages: bot.max_cages,
+            on_limit: bot.on_limit,
+            wait_timeout: bot.wait_timeout,
             memory_high,
             memory_max,
             swap_max,

@@ -4,6 +4,7 @@
 
 mod alerts;
 mod attacks;
+mod cap;
 mod cleanup;
 mod exit_status;
 mod hardening;
@@ -121,9 +122,11 @@ pub fn reason_lines(out: &Output) -> Vec<String> {
 
 /// Asserts that nothing of bot `name` is left in the cgroup tree.
 /// Asserts that the bot's cgroup is gone, and removes its tally (the counters every end adds to
-/// in root's state directory), so that a test that ends with this leaves no file behind.
+/// in root's state directory) and its max-cages lock, so that a test that ends with this leaves
+/// no file behind.
 pub fn assert_no_cgroup(name: &str) {
     let _ = std::fs::remove_file(format!("/run/claude-cage/{name}.tally"));
+    let _ = std::fs::remove_file(format!("/run/claude-cage/{name}.lock"));
     let dir = mount().join(name);
     assert!(!dir.exists(), "cgroup {} was left behind", dir.display());
 }

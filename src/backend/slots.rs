@@ -1,0 +1,140 @@
+//! `[bot] max-cages`: the most live cages a bot may have at once. A run takes a slot before its
+//! cage is made: under an exclusive lock on `<state dir>/<bot>.lock` it reaps the bot's orphans,
+//! counts the bot's live cages and, below the cap, keeps the lock until its own cage exists, so
+//! that concurrent runs of the bot never count the same free slot twice. At the cap it refuses
+//! (`on-limit = "refuse"`) or waits for one of the bot's cages to empty (`cgroup.events`, polled
+//! for `POLLPRI`), up to `wait-timeout`, then refuses: 125 and one line that names the bot, the
+//! cap and the live cages.
+
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use super::Backend;
+use crate::cgroup::{Hierarchy, fs};
+use crate::error::RunError;
+use crate::policy::{OnLimit, Policy};
+use crate::registry::{self, CageState, Found};
+use crate::state::own_dir;
+use crate::trust::{Dir, Writers};
+use crate::units::Elapsed;
+
+/// The longest the wait goes without counting again, in case a cage ended unseen (one made by
+/// another run after the count, or a systemd scope removed at once).
+const RECOUNT: Duration = Duration::from_secs(1);
+
+/// A slot below the bot's cap: held (with its lock) until the cage is made.
+pub struct Slot {
+    _lock: Flock<File>,
+}
+
+fn lock(bot: &str) -> Result<Flock<File>, RunError> {
+    let failed = |e: std::io::Error| {
+        RunError::Unsupported(format!(
+            "[bot] max-cages: cannot lock {}/{bot}.lock: {e}",
+            own_dir().display()
+        ))
+    };
+    let me = nix::unistd::Uid::effective().as_raw();
+    let dir = Dir::open(
+        &own_dir(),
+        Writers {
+            owners: &[me],
+            last: Some(me),
+        },
+        Some(0o700),
+    )
+    .map_err(failed)?;
+    let f = dir
+        .open_rw(Path::new(&format!("{bot}.lock")), 0o600)
+        .map_err(failed)?;
+    let mut f = f;
+    loop {
+        match Flock::lock(f, FlockArg::LockExclusive) {
+            Ok(l) => return Ok(l),
+            Err((back, nix::errno::Errno::EINTR)) => f = back,
+            Err((_, e)) => return Err(failed(e.into())),
+        }
+    }
+}
+
+/// The bot's live cages (running or starting), its orphans reaped first.
+fn live(h: &Hierarchy, bot: &str) -> Vec<Found> {
+    let mut out = Vec::new();
+    for f in registry::survey(h)
+        .cages
+        .into_iter()
+        .filter(|f| f.bot == bot)
+    {
+        match f.state {
+            CageState::Orphaned => {
+                let line = registry::reap_orphan(&f, false).unwrap_or_else(|e| e);
+                crate::note!("{line}");
+            }
+            CageState::Running | CageState::Starting => out.push(f),
+            CageState::Stopping | CageState::Foreign => {}
+        }
+    }
+    out
+}
+
+/// Takes a slot for a new cage of `bot`, or says why not; `None` without `[bot] max-cages`.
+pub fn acquire(backend: &Backend, bot: &str, policy: &Policy) -> Result<Option<Slot>, RunError> {
+    let Some(cap) = policy.max_cages else {
+        return Ok(None);
+    };
+    let h = backend.hierarchy();
+    let started = Instant::now();
+    let deadline = started.checked_add(policy.wait_timeout);
+    loop {
+        let held = lock(bot)?;
+        let cages = live(h, bot);
+        if cages.len() < cap as usize {
+            return Ok(Some(Slot { _lock: held }));
+        }
+        drop(held);
+        let ids: Vec<&str> = cages.iter().map(|f| f.id.as_str()).collect();
+        let full = format!(
+            "bot {bot} has {} live cages, its [bot] max-cages ({cap}): {}",
+            cages.len(),
+            ids.join(", ")
+        );
+        let now = Instant::now();
+        let left = deadline.map(|d| d.saturating_duration_since(now));
+        match policy.on_limit {
+            OnLimit::Refuse => {
+                return Err(RunError::Unsupported(format!(
+                    "{full}; refused (on-limit = \"refuse\")"
+                )));
+            }
+            OnLimit::Wait if left.is_some_and(|l| l.is_zero()) => {
+                return Err(RunError::Unsupported(format!(
+                    "{full}; none ended within wait-timeout {}",
+                    Elapsed(policy.wait_timeout)
+                )));
+            }
+            OnLimit::Wait => wait_for_change(&cages, left.unwrap_or(RECOUNT).min(RECOUNT)),
+        }
+    }
+}
+
+/// Waits until one of `cages` reports a change of `cgroup.events` (it emptied), or `at_most`.
+fn wait_for_change(cages: &[Found], at_most: Duration) {
+    let files: Vec<File> = cages
+        .iter()
+        .filter_map(|f| File::open(f.dir.join(fs::EVENTS)).ok())
+        .collect();
+    let mut fds: Vec<PollFd> = files
+        .iter()
+        .map(|f| PollFd::new(f.as_fd(), PollFlags::POLLPRI))
+        .collect();
+    let ms = at_most.as_millis().min(i32::MAX as u128) as i32 + 1;
+    let _ = poll(
+        &mut fds,
+        PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+    );
+}
