@@ -12,7 +12,8 @@ say() {
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
 leftovers() { # cgroup dirs and state files left, as one line (empty when clean)
 	_d=$(find "$CG" -mindepth 1 -type d | tr '\n' ' ')
-	_s=$(ls -A "$STATE_DIR" 2>/dev/null | tr '\n' ' ')
+	# the bots' tallies and max-cages locks stay by design: only cage records count
+	_s=$(ls -A "$STATE_DIR" 2>/dev/null | grep -v -e '\.tally$' -e '\.lock$' | tr '\n' ' ')
 	[ -z "$_d$_s" ] || echo "dirs: $_d state files: $_s"
 }
 # The alert hook: on the exit event, record the supervisor's (its parent's) VmHWM in kB.

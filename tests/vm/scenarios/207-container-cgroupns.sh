@@ -56,6 +56,6 @@ grep -qE '^0::/vm-ctr-in/vm-ctr-in-[0-9]+-1/main$' "$T/ok.out" || fail "the cage
 check_exit "$T/ok.events" 0 0 exited
 grep -qx 'dirs-at-end=/sys/fs/cgroup/init ' "$T/inner.out" || fail "cgroups left in the container: $(grep dirs-at-end "$T/inner.out")"
 check_no_dir 'vm-ctr-in*'
-l=$(ls "$STATE_DIR" 2>/dev/null | grep vm-ctr-in)
+l=$(ls "$STATE_DIR" 2>/dev/null | grep 'vm-ctr-in.*\.json$')
 [ -z "$l" ] || fail "state files left: $l"
 rmdir "$C/init" "$C" || fail "cannot remove $C: $(find "$C" -mindepth 1 -type d | tr '\n' ' ') procs: $(cat "$C/cgroup.procs" | tr '\n' ' ')"

@@ -47,7 +47,7 @@ check() {
 	[ ! -s "$T/$1.out" ] || fail "$1: the program ran: $(cat "$T/$1.out")"
 	assert_eq "$(ev_count "$T/$1.events" start)" 0 "$1: start events"
 	[ -z "$(children)" ] || fail "$1: cgroups left in $P with $2 = $3: $(children)"
-	ls "$STATE_DIR" 2>/dev/null | grep -q '^vm-setup-' && fail "$1: state file left: $(ls "$STATE_DIR")"
+	ls "$STATE_DIR" 2>/dev/null | grep -q '^vm-setup-.*\.json$' && fail "$1: state file left: $(ls "$STATE_DIR")"
 	echo max >"$P/$2" || fail "cannot reset $P/$2"
 }
 
