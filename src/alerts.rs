@@ -20,11 +20,15 @@ use nix::poll::PollFlags;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
+use crate::cgroup::snapshot::{self, Snapshot};
 use crate::cgroup::{Cage, fs};
 use crate::events::{Event, EventLog};
 use crate::policy;
 
 mod hooks;
+
+/// The least time between two snapshots of a cage.
+const SNAPSHOT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 use hooks::Hooks;
 
@@ -72,6 +76,9 @@ fn avg10(text: &str, kind: &str) -> Option<f64> {
 
 /// The alert state of one cage.
 pub struct Alerts {
+    /// When the last snapshot was taken, and the latest one.
+    snapshot_at: Option<Instant>,
+    latest: Option<Snapshot>,
     /// The kinds of event and the reasons of an end that reach the hook.
     on: Vec<String>,
     exit_reasons: Vec<String>,
@@ -124,6 +131,8 @@ impl Alerts {
             _ => None,
         };
         let alerts = Alerts {
+            snapshot_at: None,
+            latest: None,
             hooks: Hooks::new(&settings.exec, settings.exec_timeout, &settings.env),
             on: settings.on.clone(),
             exit_reasons: settings.exit_reasons.clone(),
@@ -161,17 +170,19 @@ impl Alerts {
             return;
         }
         let text = fs::read(&cage.dir, fs::MEMORY_PRESSURE).unwrap_or_default();
+        let snapshot = self.snapshot(cage, Instant::now());
         let line = log.emit(&Event::Pressure {
             trigger: self.trigger.clone().unwrap_or_default(),
             some_avg10: avg10(&text, "some"),
             full_avg10: avg10(&text, "full"),
+            snapshot,
         });
         self.fire(line, "pressure");
     }
 
     /// Runs due warn checks and ends hooks that ran out of time.
     pub fn on_time(&mut self, now: Instant, cage: &Cage, log: &mut EventLog) {
-        let mut fired = None;
+        let mut crossed = None;
         if let Some(w) = &mut self.warn {
             if w.next_check.is_some_and(|t| now >= t) {
                 let current = fs::read(&cage.dir, fs::MEMORY_CURRENT)
@@ -179,17 +190,42 @@ impl Alerts {
                     .and_then(|t| fs::number(&t))
                     .unwrap_or(0);
                 if w.check(current, now) {
-                    fired = Some(log.emit(&Event::MemoryWarn {
-                        memory_current: current,
-                        threshold: w.threshold,
-                    }));
+                    crossed = Some((current, w.threshold));
                 }
             }
         }
+        let fired = crossed.map(|(memory_current, threshold)| {
+            let snapshot = self.snapshot(cage, now);
+            log.emit(&Event::MemoryWarn {
+                memory_current,
+                threshold,
+                snapshot,
+            })
+        });
         if let Some(line) = fired {
             self.fire(line, "memory-warn");
         }
         self.hooks.on_time(now);
+    }
+
+    /// A snapshot of who holds the cage's memory, unless one was taken less than a second ago
+    /// (then `None`, and the latest stands for it); kept as the latest.
+    pub fn snapshot(&mut self, cage: &Cage, now: Instant) -> Option<Snapshot> {
+        if self
+            .snapshot_at
+            .is_some_and(|t| now.saturating_duration_since(t) < SNAPSHOT_EVERY)
+        {
+            return None;
+        }
+        self.snapshot_at = Some(now);
+        let s = snapshot::take(&cage.dir);
+        self.latest = Some(s.clone());
+        Some(s)
+    }
+
+    /// The latest snapshot, if one was taken.
+    pub fn latest_snapshot(&self) -> Option<&Snapshot> {
+        self.latest.as_ref()
     }
 
     /// Hands an event line to the hook (see `hooks`), if `[alerts] on` names its kind.

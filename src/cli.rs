@@ -97,6 +97,10 @@ pub struct PsArgs {
     /// Only the cages of this bot.
     #[arg(long, value_name = "BOT")]
     pub name: Option<String>,
+    /// Who holds the memory of this cage: its largest processes by resident memory and the
+    /// main lines of its memory.stat, read now (with --json, as JSON).
+    #[arg(long, value_name = "CAGE", conflicts_with_all = ["name", "format"])]
+    pub top: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::cgroup::snapshot::Snapshot;
+
 use crate::cgroup::Applied;
 use crate::trust::{Dir, Writers};
 use crate::units::Limit;
@@ -102,6 +104,9 @@ pub struct ExitRecord {
     pub oom_limit: Option<OomLimit>,
     /// Processes still in the cage when the child ended; claude-cage killed them.
     pub leftover: usize,
+    /// For an `oom-killed` end, the last snapshot taken before the kill (who ate the memory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<Snapshot>,
 }
 
 impl OomLimit {
@@ -144,6 +149,15 @@ pub enum Event {
     /// The cage began to be throttled above memory.high.
     MemoryHigh {
         count: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        snapshot: Option<Snapshot>,
+    },
+    /// The cage's usage reached memory.max (`memory.events max` rose): reclaim runs, and an OOM
+    /// kill follows if it fails. Once per rise seen, with a snapshot at most once a second.
+    MemoryMax {
+        count: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        snapshot: Option<Snapshot>,
     },
     /// A process in the cage was killed by the OOM killer.
     OomKill {
@@ -157,12 +171,16 @@ pub enum Event {
     MemoryWarn {
         memory_current: u64,
         threshold: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        snapshot: Option<Snapshot>,
     },
     /// The cage's memory pressure crossed `[alerts] pressure`.
     Pressure {
         trigger: String,
         some_avg10: Option<f64>,
         full_avg10: Option<f64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        snapshot: Option<Snapshot>,
     },
     Exit(ExitRecord),
 }
@@ -335,6 +353,7 @@ mod tests {
             oom_kills: 1,
             oom_limit: Some(OomLimit::Cage),
             leftover: 2,
+            snapshot: None,
         }));
         assert_eq!(
             v,
@@ -347,7 +366,10 @@ mod tests {
     #[test]
     fn other_events_shape() {
         assert_eq!(
-            line(&Event::MemoryHigh { count: 3 })["event"],
+            line(&Event::MemoryHigh {
+                count: 3,
+                snapshot: None
+            })["event"],
             "memory-high"
         );
         assert_eq!(line(&Event::OomKill { oom_kills: 2 })["oom-kills"], 2);
@@ -391,7 +413,10 @@ mod tests {
             std::env::temp_dir().join(format!("claude-cage-ev-{}/e.jsonl", std::process::id()));
         let mut log = EventLog::open(Some(path.to_str().unwrap())).unwrap();
         log.set_cage("c", "b");
-        log.emit(&Event::MemoryHigh { count: 1 });
+        log.emit(&Event::MemoryHigh {
+            count: 1,
+            snapshot: None,
+        });
         log.emit(&Event::PidsMax { count: 2 });
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2);

@@ -60,10 +60,13 @@ fn real_main() -> i32 {
     };
     match cli.command {
         Command::Run(a) => run::run_cmd(*a, starter),
-        Command::Ps(a) => ps::ps(
-            if a.json { ps::Format::Json } else { a.format },
-            a.name.as_deref(),
-        ),
+        Command::Ps(a) => match &a.top {
+            Some(cage) => ps::top(cage, a.json),
+            None => ps::ps(
+                if a.json { ps::Format::Json } else { a.format },
+                a.name.as_deref(),
+            ),
+        },
         Command::Kill(a) => {
             let signal = match a.signal.as_deref().map(kill::parse_signal).transpose() {
                 Ok(s) => s,

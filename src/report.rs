@@ -68,6 +68,9 @@ impl End<'_> {
             oom_kills: self.counters.oom_kill,
             oom_limit: (self.counters.oom_kill > 0).then(|| self.oom_limit_kind()),
             leftover: self.outcome.leftover,
+            snapshot: (reason == Reason::OomKilled)
+                .then(|| self.outcome.snapshot.clone())
+                .flatten(),
         };
         let abnormal = !(reason == Reason::Exited && status == 0);
         Report {
@@ -212,10 +215,17 @@ impl End<'_> {
         let tail = format!("{oom_note}{}", self.leftovers());
         match reason {
             Reason::OomKilled => format!(
-                "killed by the kernel OOM killer {}{} after {after}{}",
+                "killed by the kernel OOM killer {}{} after {after}{}{}",
                 self.oom_limit(),
                 self.peak(),
-                self.leftovers()
+                self.leftovers(),
+                // Only a snapshot taken before the kill names anyone: never a guess.
+                self.outcome
+                    .snapshot
+                    .as_ref()
+                    .and_then(|s| s.largest())
+                    .map(|l| format!("; largest: {l}"))
+                    .unwrap_or_default()
             ),
             Reason::Exited => format!(
                 "exited with status {} after {after}{tail}",

@@ -109,6 +109,8 @@ pub struct Outcome {
     pub peak: Option<u64>,
     /// The idle check's verdict, when it killed the cage.
     pub idle: Option<IdleVerdict>,
+    /// The latest snapshot of who held the cage's memory, if one was taken.
+    pub snapshot: Option<crate::cgroup::snapshot::Snapshot>,
 }
 
 /// Lifetime settings.
@@ -177,6 +179,7 @@ pub fn supervise(
                 peak: cage.memory_peak().max(watch.as_ref().and_then(|w| w.peak)),
                 counters: watch.map(|w| w.seen).unwrap_or_default(),
                 idle: idle_verdict,
+                snapshot: alerts.latest_snapshot().cloned(),
             });
         }
 
@@ -353,6 +356,7 @@ pub fn abandon(child: &Child, cage: &Cage, e: &std::io::Error) -> Outcome {
         counters: Counters::default(),
         peak: None,
         idle: None,
+        snapshot: None,
     }
 }
 

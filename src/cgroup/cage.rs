@@ -25,6 +25,9 @@ pub struct Counters {
     pub high: u64,
     /// `memory.events oom`: times the cage's own memory.max was hit and reclaim failed.
     pub oom: u64,
+    /// `memory.events max`: times the cage's usage was about to exceed memory.max (each comes
+    /// before reclaim, and before an OOM kill).
+    pub max: u64,
     /// `memory.events oom_kill`: processes in the cage killed by any OOM killer.
     pub oom_kill: u64,
     /// `pids.events max`: forks refused by pids.max.
@@ -38,6 +41,7 @@ impl Counters {
         Counters {
             high: self.high.max(other.high),
             oom: self.oom.max(other.oom),
+            max: self.max.max(other.max),
             oom_kill: self.oom_kill.max(other.oom_kill),
             pids_max: self.pids_max.max(other.pids_max),
         }
@@ -240,6 +244,7 @@ impl Cage {
         Counters {
             high: fs::keyed(&mem, "high").unwrap_or(0),
             oom: fs::keyed(&mem, "oom").unwrap_or(0),
+            max: fs::keyed(&mem, "max").unwrap_or(0),
             oom_kill: fs::keyed(&mem, "oom_kill").unwrap_or(0),
             pids_max: self.refused_forks(),
         }
@@ -459,6 +464,7 @@ mod tests {
         let seen = Counters {
             high: 5,
             oom: 1,
+            max: 4,
             oom_kill: 2,
             pids_max: 0,
         };
@@ -467,6 +473,7 @@ mod tests {
         let later = Counters {
             high: 7,
             oom: 1,
+            max: 3,
             oom_kill: 1,
             pids_max: 3,
         };
@@ -475,6 +482,7 @@ mod tests {
             Counters {
                 high: 7,
                 oom: 1,
+                max: 4,
                 oom_kill: 2,
                 pids_max: 3,
             }

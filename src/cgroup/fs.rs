@@ -38,6 +38,7 @@ pub const MEMORY_SWAP_MAX: &str = "memory.swap.max";
 pub const MEMORY_OOM_GROUP: &str = "memory.oom.group";
 pub const MEMORY_EVENTS: &str = "memory.events";
 pub const MEMORY_PEAK: &str = "memory.peak";
+pub const MEMORY_STAT: &str = "memory.stat";
 /// CPU time used by the cgroup (`usage_usec`), in every cgroup v2 cgroup, controller or not.
 pub const CPU_STAT: &str = "cpu.stat";
 pub const MEMORY_CURRENT: &str = "memory.current";

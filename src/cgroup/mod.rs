@@ -8,6 +8,7 @@ pub mod id;
 pub mod limits;
 mod mount;
 mod placement;
+pub mod snapshot;
 
 use std::io;
 use std::path::PathBuf;

@@ -127,6 +127,62 @@ pub fn ps(format: Format, name: Option<&str>) -> i32 {
     0
 }
 
+/// `ps --top CAGE`: a snapshot of who holds the cage's memory, now.
+pub fn top(cage: &str, json: bool) -> i32 {
+    let survey = match super::survey() {
+        Ok(s) => s,
+        Err(status) => return status,
+    };
+    let Some(found) = survey.cages.iter().find(|f| f.id == cage) else {
+        crate::error!("no such cage: {}", crate::error::printable(cage));
+        return crate::exit::COMMAND_FAILED;
+    };
+    let s = crate::cgroup::snapshot::take(&found.dir);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&s).expect("a snapshot serialises")
+        );
+        return 0;
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>8}  {:<16}  {:>10}  {:>10}  {:>10}  COMMAND",
+        "PID", "COMM", "RSS", "ANON", "FILE"
+    );
+    for p in &s.top {
+        let _ = writeln!(
+            out,
+            "{:>8}  {:<16}  {:>10}  {:>10}  {:>10}  {}",
+            p.pid,
+            crate::error::printable(&p.comm),
+            Bytes(p.rss).to_string(),
+            Bytes(p.rss_anon).to_string(),
+            Bytes(p.rss_file).to_string(),
+            crate::error::printable(&p.command)
+        );
+    }
+    let stat: Vec<String> = s
+        .memory_stat
+        .iter()
+        .map(|(k, v)| format!("{k} {}", Bytes(*v)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "{} of {} processes; memory.stat: {}",
+        s.top.len(),
+        s.processes,
+        if stat.is_empty() {
+            "-".to_owned()
+        } else {
+            stat.join(", ")
+        }
+    );
+    print!("{out}");
+    0
+}
+
 /// An age in whole seconds: "42s", "3m07s", "1h12m".
 fn age(s: u64) -> String {
     match s {

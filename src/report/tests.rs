@@ -23,6 +23,7 @@ fn outcome(end: ChildEnd, cause: Option<Cause>) -> Outcome {
         counters: Counters::default(),
         peak: None,
         idle: None,
+        snapshot: None,
     }
 }
 
@@ -393,4 +394,52 @@ fn an_idle_cage_is_reported_with_its_cpu_use() {
             "idle for 30m00s (CPU 0.02% of one CPU, below idle-cpu 0.5%); killed the cage after 1h30m"
         )
     );
+}
+
+/// An OOM-killed end names the largest processes of the last snapshot taken before the kill,
+/// and the exit record carries it; without a snapshot the line names no one.
+#[test]
+fn an_oom_kill_names_who_ate_the_memory_when_a_snapshot_saw_it() {
+    use crate::cgroup::snapshot::{ProcMem, Snapshot};
+    let p = policy();
+    let applied = Applied {
+        memory_max: Some(Limit::Bytes(4 << 30)),
+        ..Default::default()
+    };
+    let proc_mem = |pid, comm: &str, command: &str, rss| ProcMem {
+        pid,
+        comm: comm.into(),
+        command: command.into(),
+        rss,
+        rss_anon: rss,
+        rss_file: 0,
+    };
+    let mut o = outcome(ChildEnd::Signaled(Signal::SIGKILL), None);
+    o.snapshot = Some(Snapshot {
+        top: vec![
+            proc_mem(4711, "node", "node build.js", 2900 << 20),
+            proc_mem(4700, "claude", "claude -p", 900 << 20),
+        ],
+        processes: 7,
+        memory_stat: Default::default(),
+    });
+    let mut e = end(&o, &p, &applied, Duration::from_secs(4320));
+    e.counters.oom = 1;
+    e.counters.oom_kill = 1;
+    e.peak = Some(4 << 30);
+    let r = e.report();
+    assert_eq!(
+        r.line.as_deref(),
+        Some(
+            "killed by the kernel OOM killer at memory.max 4.0 GiB (peak 4.0 GiB) after 1h12m; largest: node 2.8 GiB (pid 4711, node build.js), claude 900.0 MiB"
+        )
+    );
+    assert_eq!(r.record.snapshot.as_ref().map(|s| s.top.len()), Some(2));
+    // The control: no snapshot, no name.
+    o.snapshot = None;
+    let mut e = end(&o, &p, &applied, Duration::from_secs(4320));
+    e.counters.oom = 1;
+    e.counters.oom_kill = 1;
+    let line = e.report().line.unwrap();
+    assert!(!line.contains("largest"), "{line}");
 }

@@ -74,8 +74,24 @@ pub(super) fn watch_counters(cage: &Cage) -> Option<Watch> {
 pub(super) fn report_counters(cage: &Cage, w: &mut Watch, alerts: &mut Alerts, log: &mut EventLog) {
     let now = cage.counters().merge(w.seen);
     w.peak = cage.memory_peak().max(w.peak);
+    let at = std::time::Instant::now();
     if now.high > w.seen.high && w.seen.high == 0 {
-        log.emit(&Event::MemoryHigh { count: now.high });
+        let snapshot = alerts.snapshot(cage, at);
+        log.emit(&Event::MemoryHigh {
+            count: now.high,
+            snapshot,
+        });
+    }
+    // At memory.max an OOM kill may follow at once: a snapshot now (at most one a second) is
+    // the last word on who held the memory. The event is written for the first rise only.
+    if now.max > w.seen.max {
+        let snapshot = alerts.snapshot(cage, at);
+        if w.seen.max == 0 {
+            log.emit(&Event::MemoryMax {
+                count: now.max,
+                snapshot,
+            });
+        }
     }
     if now.oom_kill > w.seen.oom_kill {
         let line = log.emit(&Event::OomKill {

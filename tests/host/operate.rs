@@ -103,6 +103,21 @@ fn ps_lists_a_cage_and_kill_ends_it_through_its_supervisor() {
         .collect();
     assert_eq!(&cells[7..9], ["-", "-"], "{table}");
 
+    // Who holds the memory: the caged sleep, with its resident memory.
+    let out = cli(&["ps", "--top", &id, "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let snap: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(snap["processes"], 1, "{snap}");
+    assert_eq!(snap["top"][0]["comm"], "sleep", "{snap}");
+    assert_eq!(snap["top"][0]["command"], "sleep 1000", "{snap}");
+    assert!(snap["top"][0]["rss"].as_u64().unwrap() > 0, "{snap}");
+    let text = String::from_utf8_lossy(&cli(&["ps", "--top", &id]).stdout).into_owned();
+    assert!(text.starts_with("     PID  COMM"), "{text}");
+    assert!(
+        text.contains("  sleep  ") && text.contains("1 of 1 processes"),
+        "{text}"
+    );
+
     let out = cli(&["kill", &id]);
     assert!(out.status.success(), "{out:?}");
     let out = child.wait_with_output().unwrap();
@@ -113,6 +128,8 @@ fn ps_lists_a_cage_and_kill_ends_it_through_its_supervisor() {
 
     let out = cli(&["kill", "no-such-cage-1-1"]);
     assert_eq!(out.status.code(), Some(1));
+    let out = cli(&["ps", "--top", "no-such-cage-1-1"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such cage"));
 }
 

@@ -34,9 +34,10 @@ peak=$(ev_field "$T/big.events" exit memory-peak)
 assert_ge "$peak" $((40 * 1048576)) "big: exit event memory-peak"
 [ "$peak" -le $((50 * 1048576)) ] || fail "big: memory-peak $peak above memory.max"
 # The whole line: the limit as the policy set it, then the peak and the duration as
-# claude-cage formats them (units.rs: one decimal and a binary unit; "850ms" or "1.2s").
+# claude-cage formats them (units.rs: one decimal and a binary unit; "850ms" or "1.2s"), then,
+# when the snapshot at memory.max came before the kill, the largest process: the hog.
 check_one_line "$T/big.err" "$T/big.events" \
-	'killed by the kernel OOM killer at memory\.max 50\.0 MiB \(peak [0-9]+\.[0-9] (KiB|MiB)\) after ([0-9]+ms|[0-9]+\.[0-9]s)$'
+	'killed by the kernel OOM killer at memory\.max 50\.0 MiB \(peak [0-9]+\.[0-9] (KiB|MiB)\) after ([0-9]+ms|[0-9]+\.[0-9]s)(; largest: alloc [0-9]+\.[0-9] MiB \(pid [0-9]+, alloc 100\))?$'
 # ... and the peak it names is the exit event's memory-peak.
 lpeak=$(cage_lines "$T/big.err" | sed -n 's/.*(peak \([0-9.]*\) MiB).*/\1/p')
 awk -v l="$lpeak" -v p="$peak" 'BEGIN { d = l - p / 1048576; exit !(l != "" && d < 0.051 && d > -0.051) }' ||
