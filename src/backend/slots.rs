@@ -62,7 +62,8 @@ fn lock(bot: &str) -> Result<Flock<File>, RunError> {
     }
 }
 
-/// The bot's live cages (running or starting), its orphans reaped first.
+/// The bot's live cages (starting, running, or stopping: a stopping cage still holds its
+/// processes' memory until its supervisor has emptied and removed it), its orphans reaped first.
 fn live(h: &Hierarchy, bot: &str) -> Vec<Found> {
     let mut out = Vec::new();
     for f in registry::survey(h)
@@ -75,8 +76,8 @@ fn live(h: &Hierarchy, bot: &str) -> Vec<Found> {
                 let line = registry::reap_orphan(&f, false).unwrap_or_else(|e| e);
                 crate::note!("{line}");
             }
-            CageState::Running | CageState::Starting => out.push(f),
-            CageState::Stopping | CageState::Foreign => {}
+            CageState::Running | CageState::Starting | CageState::Stopping => out.push(f),
+            CageState::Foreign => {}
         }
     }
     out
@@ -122,15 +123,32 @@ pub fn acquire(backend: &Backend, bot: &str, policy: &Policy) -> Result<Option<S
     }
 }
 
-/// Waits until one of `cages` reports a change of `cgroup.events` (it emptied), or `at_most`.
+/// Waits until one of `cages` empties (its `cgroup.events` changes) or its supervisor exits
+/// (having removed it), or `at_most`.
 fn wait_for_change(cages: &[Found], at_most: Duration) {
     let files: Vec<File> = cages
         .iter()
         .filter_map(|f| File::open(f.dir.join(fs::EVENTS)).ok())
         .collect();
+    let supervisors: Vec<std::os::fd::OwnedFd> = cages
+        .iter()
+        .filter_map(|f| {
+            let pid = f
+                .record
+                .as_ref()
+                .map(|r| r.supervisor_pid)
+                .or_else(|| crate::cgroup::id::cage_pid(&f.bot, &f.id))?;
+            crate::sys::pidfd_open(nix::unistd::Pid::from_raw(pid)).ok()
+        })
+        .collect();
     let mut fds: Vec<PollFd> = files
         .iter()
         .map(|f| PollFd::new(f.as_fd(), PollFlags::POLLPRI))
+        .chain(
+            supervisors
+                .iter()
+                .map(|p| PollFd::new(p.as_fd(), PollFlags::POLLIN)),
+        )
         .collect();
     let ms = at_most.as_millis().min(i32::MAX as u128) as i32 + 1;
     let _ = poll(
