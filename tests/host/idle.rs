@@ -98,6 +98,20 @@ fn without_idle_timeout_an_idle_supervisor_never_wakes() {
         .spawn()
         .unwrap();
         assert_eq!(wait_ready(&mut child), "ready");
+        // The child runs before the supervisor has finished setting up (the start event, the
+        // alerts): measure from when it waits in its poll loop.
+        let in_poll = || {
+            std::fs::read_to_string(format!("/proc/{}/wchan", child.id()))
+                .is_ok_and(|w| w.contains("poll"))
+        };
+        let waited = std::time::Instant::now();
+        while !in_poll() {
+            assert!(
+                waited.elapsed() < Duration::from_secs(10),
+                "the supervisor never waited in poll"
+            );
+            std::thread::yield_now();
+        }
         let before = switches(child.id());
         std::thread::sleep(Duration::from_secs(3));
         let after = switches(child.id());

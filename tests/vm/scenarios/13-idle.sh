@@ -46,6 +46,8 @@ for key in unset set; do
 	cage_bg "quiet-$key" --policy "$T/quiet.toml" -- sleep 1000
 	sup=$!
 	wait_event "$T/quiet-$key.events" start 20
+	# from when the supervisor waits in its poll loop (it writes the start event before)
+	wait_for 10 "the supervisor waits in poll" grep -q poll "/proc/$sup/wchan"
 	a=$(switches "$sup")
 	sleep $([ "$key" = unset ] && echo 30 || echo 5)
 	b=$(switches "$sup")
