@@ -217,8 +217,12 @@ impl Alerts {
         {
             return None;
         }
-        self.snapshot_at = Some(now);
         let s = snapshot::take(&cage.dir);
+        // An empty cage (its processes just killed) says nothing: the latest stands.
+        if s.processes == 0 {
+            return None;
+        }
+        self.snapshot_at = Some(now);
         self.latest = Some(s.clone());
         Some(s)
     }

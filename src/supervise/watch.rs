@@ -85,7 +85,14 @@ pub(super) fn report_counters(cage: &Cage, w: &mut Watch, alerts: &mut Alerts, l
     // At memory.max an OOM kill may follow at once: a snapshot now (at most one a second) is
     // the last word on who held the memory. The event is written for the first rise only.
     if now.max > w.seen.max {
-        let snapshot = alerts.snapshot(cage, at);
+        // Seen together with the OOM kill it led to, the cage is already emptied: a snapshot
+        // now would name no one truly, and the one taken before stands.
+        let killed = now.oom_kill > w.seen.oom_kill;
+        let snapshot = if killed {
+            None
+        } else {
+            alerts.snapshot(cage, at)
+        };
         if w.seen.max == 0 {
             log.emit(&Event::MemoryMax {
                 count: now.max,
