@@ -37,6 +37,12 @@ pub enum Command {
     Ps(PsArgs),
     /// Kill cages: the whole cage at once (its supervisor exits 137, reason `killed`).
     Kill(KillArgs),
+    /// Change the limits of live cages, like `systemctl set-property`.
+    ///
+    /// The values pass the policy's rules first; nothing is written unless all are valid (exit
+    /// 125). Each cage's supervisor writes a `limits-changed` event. Exit status 0, or 1 when a
+    /// named cage is not live or a write failed.
+    Set(SetArgs),
     /// Kill and remove orphaned cages (their supervisor is dead) and stale state files.
     Reap(ReapArgs),
     /// Check this host and a policy: cgroup v2, controllers, delegation, kernel features.
@@ -118,6 +124,33 @@ pub struct KillArgs {
     /// Send this signal (TERM, SIGUSR1, 15, ...) to every process in the cage instead.
     #[arg(long, value_name = "SIG")]
     pub signal: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["cages", "name"])))]
+#[command(group(clap::ArgGroup::new("limits").required(true).multiple(true).args(["memory_high", "memory_max", "pids_max", "cpu_max", "cpu_weight"])))]
+pub struct SetArgs {
+    /// Cage ids, as `ps` shows them.
+    #[arg(value_name = "CAGE")]
+    pub cages: Vec<String>,
+    /// Every live cage of this bot.
+    #[arg(long, value_name = "BOT")]
+    pub name: Option<String>,
+    /// memory.high (e.g. 3G, 512M, max).
+    #[arg(long, value_name = "SIZE")]
+    pub memory_high: Option<String>,
+    /// memory.max (e.g. 4G, max).
+    #[arg(long, value_name = "SIZE")]
+    pub memory_max: Option<String>,
+    /// pids.max (a number, or max).
+    #[arg(long, value_name = "N")]
+    pub pids_max: Option<String>,
+    /// cpu.max as a share of one CPU (e.g. 150%, max).
+    #[arg(long, value_name = "PERCENT")]
+    pub cpu_max: Option<String>,
+    /// cpu.weight, 1 to 10000.
+    #[arg(long, value_name = "W")]
+    pub cpu_weight: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -70,6 +70,35 @@ pub struct Limits {
     pub bot_pids_max: Option<u64>,
 }
 
+impl Limits {
+    /// The limits of the cage at `dir` as its files say now; `null` where a file is missing or
+    /// says `max`. The bot's are its parent's.
+    pub fn read(dir: &Path) -> Limits {
+        use crate::cgroup::fs;
+        let num = |d: &Path, f: &str| {
+            fs::read_optional(d, f)
+                .ok()
+                .flatten()
+                .and_then(|t| t.trim().parse::<u64>().ok())
+        };
+        let bot = dir.parent().unwrap_or(dir);
+        Limits {
+            memory_high: num(dir, fs::MEMORY_HIGH),
+            memory_max: num(dir, fs::MEMORY_MAX),
+            swap_max: num(dir, fs::MEMORY_SWAP_MAX),
+            oom_group: num(dir, fs::MEMORY_OOM_GROUP).map(|v| v == 1),
+            pids_max: num(dir, fs::PIDS_MAX),
+            cpu_max: fs::read_optional(dir, fs::CPU_MAX)
+                .ok()
+                .flatten()
+                .map(|t| t.trim().to_owned()),
+            cpu_weight: num(dir, fs::CPU_WEIGHT).map(|w| w as u32),
+            bot_memory_max: num(bot, fs::MEMORY_MAX),
+            bot_pids_max: num(bot, fs::PIDS_MAX),
+        }
+    }
+}
+
 impl From<&Applied> for Limits {
     fn from(a: &Applied) -> Self {
         // "max" (no limit) is written as null, like an unset limit: both mean unlimited.
@@ -181,6 +210,10 @@ pub enum Event {
         full_avg10: Option<f64>,
         #[serde(skip_serializing_if = "Option::is_none")]
         snapshot: Option<Snapshot>,
+    },
+    /// `claude-cage set` changed the cage's limits: as they now are.
+    LimitsChanged {
+        limits: Limits,
     },
     Exit(ExitRecord),
 }

@@ -84,6 +84,19 @@ fn real_main() -> i32 {
             };
             kill::kill_cmd(target, signal)
         }
+        Command::Set(a) => claude_cage::cmd::set::set_cmd(
+            match a.name {
+                Some(b) => kill::Target::Bot(b),
+                None => kill::Target::Ids(a.cages),
+            },
+            &claude_cage::cmd::set::Changes {
+                memory_high: a.memory_high,
+                memory_max: a.memory_max,
+                pids_max: a.pids_max,
+                cpu_max: a.cpu_max,
+                cpu_weight: a.cpu_weight,
+            },
+        ),
         Command::Reap(a) => reap::reap(a.dry_run),
         Command::Check(a) => check::check(a.policy.as_deref(), a.unit.as_deref()),
         Command::Subgroup(a) => subgroup::subgroup(&a.name, &a.command),

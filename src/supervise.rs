@@ -48,7 +48,10 @@ pub fn handled_signals() -> SigSet {
         set.add(s);
     }
     set.add(Signal::SIGCHLD);
-    sys::with_raw_signal(&set, sys::kill_request_signal())
+    sys::with_raw_signal(
+        &sys::with_raw_signal(&set, sys::kill_request_signal()),
+        sys::limits_changed_signal(),
+    )
 }
 
 /// Blocks the signals the supervisor handles, returning the mask claude-cage was started with.
@@ -213,6 +216,12 @@ pub fn supervise(
                 if info.ssi_signo as i32 == sys::kill_request_signal() {
                     cause.get_or_insert(Cause::Killed);
                     kill(cage, &mut killed, Cause::Killed);
+                    continue;
+                }
+                if info.ssi_signo as i32 == sys::limits_changed_signal() {
+                    log.emit(&crate::events::Event::LimitsChanged {
+                        limits: crate::events::Limits::read(&cage.dir),
+                    });
                     continue;
                 }
                 let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {

@@ -48,6 +48,11 @@ fn exit_statuses(sub: &str) -> Vec<(&'static str, &'static str)> {
                 "the cgroup v2 hierarchy could not be read, or a cage could not be reaped",
             ),
         ],
+        "set" => vec![
+            ("0", "every named cage was changed"),
+            ("1", "a named cage is not live, or a write failed"),
+            ("125", "a value is invalid; nothing was changed"),
+        ],
         "kill" => vec![
             ("0", "every named cage was killed"),
             ("1", "a named cage does not exist or could not be killed"),

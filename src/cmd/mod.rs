@@ -7,6 +7,7 @@ pub mod man;
 pub mod ps;
 pub mod reap;
 pub mod run;
+pub mod set;
 pub mod subgroup;
 
 use crate::cgroup::Hierarchy;

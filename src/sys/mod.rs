@@ -21,6 +21,6 @@ pub use clone::{CLONE_NEWCGROUP, ExecSpec, REPORT_LEN, Stage, Started, spawn_int
 pub use credentials::Credentials;
 pub use holder::spawn_holder;
 pub use syscalls::{
-    exec_in_cgroup, getxattr, kill_request_signal, openat, pidfd_open, pidfd_send_raw_signal,
-    pidfd_send_signal, setxattr, stdin_fd, with_raw_signal,
+    exec_in_cgroup, getxattr, kill_request_signal, limits_changed_signal, openat, pidfd_open,
+    pidfd_send_raw_signal, pidfd_send_signal, setxattr, stdin_fd, with_raw_signal,
 };

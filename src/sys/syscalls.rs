@@ -98,6 +98,11 @@ pub fn kill_request_signal() -> libc::c_int {
     libc::SIGRTMIN() + 1
 }
 
+/// The real-time signal `claude-cage set` sends a supervisor: its cage's limits changed.
+pub fn limits_changed_signal() -> libc::c_int {
+    libc::SIGRTMIN() + 2
+}
+
 /// `set` plus a signal that `nix::sys::signal::Signal` cannot name (a real-time signal).
 pub fn with_raw_signal(set: &SigSet, signo: libc::c_int) -> SigSet {
     let mut raw: libc::sigset_t = *set.as_ref();

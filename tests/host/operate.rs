@@ -343,3 +343,37 @@ fn prometheus_keeps_a_bots_ends_after_its_cages_are_gone() {
     );
     assert_no_cgroup(&n);
 }
+
+/// `set` refuses a bad value with 125 and changes nothing; an unknown cage is 1; a limit this
+/// host's cgroup v2 cannot hold (its cpu controller is cgroup v1's) is reported, the cage and
+/// its supervisor unharmed. (Limits changed on a live cage are proven in the VM suite.)
+#[test]
+fn set_refuses_what_it_cannot_do() {
+    let n = name("set");
+    let t = TempDir::new(&n);
+    let child = start(&n, &t, "echo ready; exec sleep 1000");
+    let id = ps_json(&n)[0]["cage"].as_str().unwrap().to_owned();
+    let out = cli(&["set", &id, "--memory-max", "lots"]);
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--memory-max: bad size \"lots\""));
+    let out = cli(&["set", "no-such-cage-1-1", "--cpu-weight", "200"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let out = cli(&["set", &id, "--cpu-weight", "200"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("claude-cage: {id}: failed to write cpu.weight"))
+            && err.contains("(nothing was changed)"),
+        "{err}"
+    );
+    assert_eq!(
+        ps_json(&n)[0]["state"],
+        "running",
+        "the cage after the refusals"
+    );
+    let out = cli(&["kill", &id]);
+    assert!(out.status.success(), "{out:?}");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(137), "{out:?}");
+    assert_no_cgroup(&n);
+}
