@@ -49,30 +49,14 @@ pub fn kill_cmd(target: Target, signal: Option<Signal>) -> i32 {
         Ok(s) => s,
         Err(status) => return status,
     };
-    let mut status = 0;
-    let chosen: Vec<&Found> = match &target {
-        Target::All => survey.cages.iter().collect(),
-        Target::Bot(b) => {
-            let v: Vec<&Found> = survey.cages.iter().filter(|f| &f.bot == b).collect();
-            if v.is_empty() {
-                crate::error!("no live cage of bot {b:?}");
-                return crate::exit::COMMAND_FAILED;
-            }
-            v
-        }
-        Target::Ids(ids) => {
-            let mut v = Vec::new();
-            for id in ids {
-                match survey.cages.iter().find(|f| &f.id == id) {
-                    Some(f) => v.push(f),
-                    None => {
-                        crate::error!("no such cage: {id} (see `claude-cage ps`)");
-                        status = crate::exit::COMMAND_FAILED;
-                    }
-                }
-            }
-            v
-        }
+    // Every cage, orphans included (they are killed and removed directly).
+    let what = match target {
+        Target::Bot(_) => "live cage",
+        _ => "cage",
+    };
+    let (chosen, mut status) = match super::select(&survey, &target, |_| true, what) {
+        Ok(c) => c,
+        Err(status) => return status,
     };
     // The supervisors are asked first and then waited for together, so that many cages end in
     // the time of the slowest, and one stuck supervisor delays no other; in batches, so that

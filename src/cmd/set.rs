@@ -193,36 +193,10 @@ pub fn set_cmd(target: Target, changes: &Changes) -> i32 {
         Ok(s) => s,
         Err(status) => return status,
     };
-    let live = |f: &&Found| matches!(f.state, CageState::Running | CageState::Starting);
-    let mut status = 0;
-    let chosen: Vec<&Found> = match &target {
-        Target::All => survey.cages.iter().filter(live).collect(),
-        Target::Bot(b) => {
-            let v: Vec<&Found> = survey
-                .cages
-                .iter()
-                .filter(|f| &f.bot == b)
-                .filter(live)
-                .collect();
-            if v.is_empty() {
-                crate::error!("no live cage of bot {b:?}");
-                return crate::exit::COMMAND_FAILED;
-            }
-            v
-        }
-        Target::Ids(ids) => {
-            let mut v = Vec::new();
-            for id in ids {
-                match survey.cages.iter().filter(live).find(|f| &f.id == id) {
-                    Some(f) => v.push(f),
-                    None => {
-                        crate::error!("no such live cage: {id} (see `claude-cage ps`)");
-                        status = crate::exit::COMMAND_FAILED;
-                    }
-                }
-            }
-            v
-        }
+    let live = |f: &Found| matches!(f.state, CageState::Running | CageState::Starting);
+    let (chosen, mut status) = match super::select(&survey, &target, live, "live cage") {
+        Ok(c) => c,
+        Err(status) => return status,
     };
     // Every cage is checked before any is written: a refused value changes nothing anywhere.
     let refused: Vec<String> = chosen
