@@ -218,8 +218,9 @@ impl Alerts {
             return None;
         }
         let s = snapshot::take(&cage.dir);
-        // An empty cage (its processes just killed) says nothing: the latest stands.
-        if s.processes == 0 {
+        // A cage whose processes are being killed (gone, or exiting with their memory already
+        // freed, so no process shows any) says nothing: the latest stands.
+        if s.top.is_empty() {
             return None;
         }
         self.snapshot_at = Some(now);

@@ -76,9 +76,25 @@ fn status_kb(text: &str, key: &str) -> Option<u64> {
         .map(|kb| kb * 1024)
 }
 
-/// One process's memory, or `None` if it is gone (or a kernel thread, with no memory).
+/// Whether a `/proc/<pid>/status` text shows SIGKILL pending (the OOM killer's, or the
+/// cage's): its memory is being freed, and what it shows is no longer what it held.
+fn being_killed(text: &str) -> bool {
+    const SIGKILL_BIT: u64 = 1 << (9 - 1);
+    ["SigPnd:", "ShdPnd:"].iter().any(|key| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .is_some_and(|mask| mask & SIGKILL_BIT != 0)
+    })
+}
+
+/// One process's memory, or `None` if it is gone, being killed, or a kernel thread (with no
+/// memory).
 fn proc_mem(pid: i32) -> Option<ProcMem> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    if being_killed(&status) {
+        return None;
+    }
     let rss = status_kb(&status, "VmRSS")?;
     let comm = status
         .lines()
@@ -134,6 +150,20 @@ pub fn take(dir: &Path) -> Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_with_sigkill_pending_is_being_killed() {
+        assert!(being_killed(
+            "SigPnd:\t0000000000000000\nShdPnd:\t0000000000000100\n"
+        ));
+        assert!(being_killed(
+            "SigPnd:\t0000000000000100\nShdPnd:\t0000000000000000\n"
+        ));
+        // SIGTERM (bit 15) pending is not a kill in progress.
+        assert!(!being_killed(
+            "SigPnd:\t0000000000004000\nShdPnd:\t0000000000000000\n"
+        ));
+    }
 
     #[test]
     fn status_sizes_are_read_in_bytes() {
