@@ -217,10 +217,12 @@ impl Alerts {
         {
             return None;
         }
+        // The kernel counts an OOM kill as it picks the victim, before its memory is freed: a
+        // count that moved while the snapshot was read means a kill was under way, and the
+        // snapshot (victims gone, others still listed) would name the wrong process.
+        let kills_before = cage.counters().oom_kill;
         let s = snapshot::take(&cage.dir);
-        // A cage whose processes are being killed (gone, or exiting with their memory already
-        // freed, so no process shows any) says nothing: the latest stands.
-        if s.top.is_empty() {
+        if s.top.is_empty() || cage.counters().oom_kill != kills_before {
             return None;
         }
         self.snapshot_at = Some(now);

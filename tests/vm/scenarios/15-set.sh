@@ -46,10 +46,10 @@ wait "$pb"
 check_exit "$T/b.events" "$?" 0 exited
 grep -q 'touched 150 MB' "$T/b.out" || fail "b's allocation did not finish"
 
-# lower a below what it holds: it is OOM-killed
+# lower a below what it holds: it is OOM-killed (while memory.max is written, so its supervisor
+# may have ended before it is told: no limits-changed event is required of it)
 op lower set "$ida" --memory-max 30M
 assert_eq "$rc" 0 "set --memory-max 30M: status ($(cat "$T/lower.err"))"
 wait "$pa"
 check_exit "$T/a.events" "$?" 137 oom-killed
-assert_event "$T/a.events" limits-changed
 check_gone "$T/a.events" bot
