@@ -220,9 +220,9 @@ impl Alerts {
         // The kernel counts an OOM kill as it picks the victim, before its memory is freed: a
         // count that moved while the snapshot was read means a kill was under way, and the
         // snapshot (victims gone, others still listed) would name the wrong process.
-        let kills_before = cage.counters().oom_kill;
+        let kills_before = cage.oom_kills();
         let s = snapshot::take(&cage.dir);
-        if s.top.is_empty() || cage.counters().oom_kill != kills_before {
+        if s.top.is_empty() || cage.oom_kills() != kills_before {
             return None;
         }
         self.snapshot_at = Some(now);

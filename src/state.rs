@@ -147,22 +147,25 @@ fn me() -> u32 {
     Uid::effective().as_raw()
 }
 
+/// This user's own state directory, opened through its handle (root's or this user's all the
+/// way, its last directory this user's); with `create`, made (mode 0700) where missing.
+pub fn open_own(create: bool) -> io::Result<Dir> {
+    Dir::open(
+        &own_dir(),
+        Writers {
+            owners: &[me()],
+            last: Some(me()),
+        },
+        create.then_some(0o700),
+    )
+}
+
 /// Every state directory this user may read, opened: its own and, for root, each user's, in
 /// `/run/user/<uid>/claude-cage` and in `/tmp/claude-cage-<uid>` (a service without
 /// `$XDG_RUNTIME_DIR`). A user's directory counts only when it and every directory on the way
 /// belong to root or that user and no one else can write them (`trust`).
 pub fn readable_dirs() -> Vec<StateDir> {
-    let own = |path: &Path| {
-        Dir::open(
-            path,
-            Writers {
-                owners: &[me()],
-                last: Some(me()),
-            },
-            None,
-        )
-    };
-    let mut dirs: Vec<StateDir> = own(&own_dir())
+    let mut dirs: Vec<StateDir> = open_own(false)
         .ok()
         .map(|d| StateDir {
             dir: Rc::new(d),
@@ -218,14 +221,7 @@ pub fn readable_dirs() -> Vec<StateDir> {
 /// Writes the record atomically into this user's own state directory (made, mode 0700, when
 /// missing): a temporary file renamed over the final name, so a reader never sees half a file.
 pub fn write(record: &Record) -> io::Result<StateFile> {
-    let dir = Dir::open(
-        &own_dir(),
-        Writers {
-            owners: &[me()],
-            last: Some(me()),
-        },
-        Some(0o700),
-    )?;
+    let dir = open_own(true)?;
     let name = file_name(&record.cage);
     let mut bytes = serde_json::to_vec(record).map_err(io::Error::other)?;
     bytes.push(b'\n');

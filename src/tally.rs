@@ -12,11 +12,11 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::FlockArg;
 use serde::{Deserialize, Serialize};
 
-use crate::state::own_dir;
-use crate::trust::{Dir, Writers};
+use crate::state::open_own;
+use crate::trust::{Dir, lock};
 
 /// The largest tally file read (a few dozen counters fit in a fraction of it).
 const MAX_TALLY: u64 = 64 << 10;
@@ -37,31 +37,8 @@ fn me() -> u32 {
     nix::unistd::Uid::effective().as_raw()
 }
 
-fn dir(create: bool) -> io::Result<Dir> {
-    Dir::open(
-        &own_dir(),
-        Writers {
-            owners: &[me()],
-            last: Some(me()),
-        },
-        create.then_some(0o700),
-    )
-}
-
 fn file_name(bot: &str) -> PathBuf {
     PathBuf::from(format!("{bot}.tally"))
-}
-
-/// Locks `f` as `how`, waiting for the lock (its holders hold it for a read and a write); the
-/// lock goes with the returned file.
-fn lock(mut f: File, how: FlockArg) -> io::Result<Flock<File>> {
-    loop {
-        match Flock::lock(f, how) {
-            Ok(l) => return Ok(l),
-            Err((back, nix::errno::Errno::EINTR)) => f = back,
-            Err((_, e)) => return Err(e.into()),
-        }
-    }
 }
 
 fn read(f: &mut File) -> io::Result<Tally> {
@@ -83,7 +60,7 @@ fn read(f: &mut File) -> io::Result<Tally> {
 /// Counts one end of a cage of `bot`.
 pub fn add(bot: &str, reason: &str, oom_kills: u64, oom_limit: Option<&str>) -> io::Result<()> {
     let mut f = lock(
-        dir(true)?.open_rw(&file_name(bot), 0o600)?,
+        open_own(true)?.open_rw(&file_name(bot), 0o600)?,
         FlockArg::LockExclusive,
     )?;
     // A file that does not parse (cut short by a crash mid-write) starts again from zero
@@ -162,7 +139,7 @@ mod tests {
     #[test]
     fn concurrent_ends_are_all_counted() {
         let bot = format!("t-tally-{}", std::process::id());
-        let path = own_dir().join(file_name(&bot));
+        let path = crate::state::own_dir().join(file_name(&bot));
         let _ = std::fs::remove_file(&path);
         let threads: Vec<_> = (0..8)
             .map(|i| {
@@ -182,7 +159,7 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        let t = of_dir(&dir(false).unwrap())
+        let t = of_dir(&open_own(false).unwrap())
             .remove(&bot)
             .expect("the bot's tally");
         std::fs::remove_file(&path).unwrap();

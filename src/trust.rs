@@ -327,6 +327,18 @@ fn split_existing(path: &Path) -> (PathBuf, Vec<OsString>) {
     (existing, missing)
 }
 
+/// Locks `f` as `how` (`flock(2)`), waiting for the lock and retrying after a signal; the lock
+/// goes with the returned file.
+pub fn lock(mut f: File, how: nix::fcntl::FlockArg) -> io::Result<nix::fcntl::Flock<File>> {
+    loop {
+        match nix::fcntl::Flock::lock(f, how) {
+            Ok(l) => return Ok(l),
+            Err((back, nix::errno::Errno::EINTR)) => f = back,
+            Err((_, e)) => return Err(e.into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

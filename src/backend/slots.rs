@@ -19,8 +19,8 @@ use crate::cgroup::{Hierarchy, fs};
 use crate::error::RunError;
 use crate::policy::{OnLimit, Policy};
 use crate::registry::{self, CageState, Found};
-use crate::state::own_dir;
-use crate::trust::{Dir, Writers};
+use crate::state::{open_own, own_dir};
+use crate::trust;
 use crate::units::Elapsed;
 
 /// The longest the wait goes without counting again, in case a cage ended unseen (one made by
@@ -39,27 +39,10 @@ fn lock(bot: &str) -> Result<Flock<File>, RunError> {
             own_dir().display()
         ))
     };
-    let me = nix::unistd::Uid::effective().as_raw();
-    let dir = Dir::open(
-        &own_dir(),
-        Writers {
-            owners: &[me],
-            last: Some(me),
-        },
-        Some(0o700),
-    )
-    .map_err(failed)?;
-    let f = dir
-        .open_rw(Path::new(&format!("{bot}.lock")), 0o600)
+    let f = open_own(true)
+        .and_then(|d| d.open_rw(Path::new(&format!("{bot}.lock")), 0o600))
         .map_err(failed)?;
-    let mut f = f;
-    loop {
-        match Flock::lock(f, FlockArg::LockExclusive) {
-            Ok(l) => return Ok(l),
-            Err((back, nix::errno::Errno::EINTR)) => f = back,
-            Err((_, e)) => return Err(failed(e.into())),
-        }
-    }
+    trust::lock(f, FlockArg::LockExclusive).map_err(failed)
 }
 
 /// The bot's live cages (starting, running, or stopping: a stopping cage still holds its

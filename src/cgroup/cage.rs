@@ -268,6 +268,15 @@ impl Cage {
         own.max(below)
     }
 
+    /// `memory.events oom_kill` alone: the one counter a snapshot compares before and after.
+    pub fn oom_kills(&self) -> u64 {
+        fs::read_optional(&self.dir, MEMORY_EVENTS)
+            .ok()
+            .flatten()
+            .and_then(|t| fs::keyed(&t, "oom_kill"))
+            .unwrap_or(0)
+    }
+
     /// The bot cgroup's `memory.events oom` counter: how often the bot's aggregate limit was hit.
     pub fn bot_oom(&self) -> u64 {
         let mem = fs::read_optional(&self.bot_dir, MEMORY_EVENTS)

@@ -123,7 +123,8 @@ fn proc_mem(pid: i32) -> Option<ProcMem> {
 /// Takes a snapshot of the cage at `dir`.
 pub fn take(dir: &Path) -> Snapshot {
     let mut pids = Vec::new();
-    for d in std::iter::once(dir.to_path_buf()).chain(fs::descendants(dir)) {
+    // A scope's holder process is claude-cage's, not the cage's.
+    for d in fs::member_dirs(dir) {
         if let Ok(t) = fs::read(&d, fs::PROCS) {
             pids.extend(fs::pids(&t));
         }
