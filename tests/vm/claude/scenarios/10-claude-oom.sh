@@ -1,10 +1,12 @@
-# The real Claude Code (the Agent SDK's native binary) in a cage with memory.max=200M (Claude Code
-# itself peaks at ~115 MB here): its Bash tool runs `alloc 300`, which goes past memory.max; with
+# The real Claude Code (the Agent SDK's native binary) in a cage with memory.high=480M and
+# memory.max=500M (Claude Code itself holds ~115-190 MB here): its Bash tool runs `alloc 700`,
+# which crosses memory.high (a snapshot: who holds the memory) and goes past memory.max; with
 # oom-group the kernel OOM killer kills the whole cage, Claude Code included. claude-cage ends
-# with 137, reason oom-killed, an oom-kill event, and one stderr line naming the OOM killer; no
-# cgroup and no process is left.
+# with 137, reason oom-killed, an oom-kill event, and one stderr line naming the OOM killer and
+# the largest process, the allocation, with Claude Code beside it (the line the Agent SDK's
+# error carries: tests/sdk/kill-message.test.mjs); no cgroup and no process is left.
 # vmtest-timeout: 180
-# vmtest-api: [{"bash": "alloc 300 && echo alloc-survived", "description": "allocate 300 MB"}, {"text": "the allocation survived"}]
+# vmtest-api: [{"bash": "alloc 700 && echo alloc-survived", "description": "allocate 700 MB"}, {"text": "the allocation survived"}]
 
 port=$(sed -n "s/^$VMTEST_NAME //p" /vmtest/api)
 assert_num "$port" "port of the stand-in API in /vmtest/api"
@@ -17,7 +19,8 @@ cat >"$T/policy.toml" <<'P'
 name = "vm-claude"
 
 [memory]
-max = "200M"
+high = "480M"
+max = "500M"
 swap-max = "0"
 oom-group = true
 P
@@ -31,9 +34,9 @@ dmesg | tail -n +"$((dmesg_before + 1))" | grep -E 'invoked oom-killer|oom-kill:
 
 # Claude Code got as far as running the Bash tool, and no further.
 grep -q '"type":"system","subtype":"init"' "$T/claude.out" || fail "Claude Code did not start its session: $(head -c 300 "$T/claude.err")"
-if ! grep -q '"name":"Bash","input":{"command":"alloc 300' "$T/claude.out"; then
-	grep -q '(claude)' "$T/dmesg" && fail "Claude Code was OOM-killed before its Bash tool ran (status $rc): does it need more than memory.max 200M now?"
-	fail "no Bash tool_use 'alloc 300' in Claude Code's output (status $rc)"
+if ! grep -q '"name":"Bash","input":{"command":"alloc 700' "$T/claude.out"; then
+	grep -q '(claude)' "$T/dmesg" && fail "Claude Code was OOM-killed before its Bash tool ran (status $rc): does it need more than memory.max 500M now?"
+	fail "no Bash tool_use 'alloc 700' in Claude Code's output (status $rc)"
 fi
 grep -q '"type":"tool_result"\|"type":"result"' "$T/claude.out" &&
 	fail "the session went on after the allocation: $(grep -o '"type":"tool_result".\{0,200\}\|"type":"result".\{0,200\}' "$T/claude.out" | head -n 1)"
@@ -43,13 +46,14 @@ check_exit "$T/claude.events" "$rc" 137 oom-killed
 assert_eq "$(ev_field "$T/claude.events" exit signal)" 9 "exit event signal"
 assert_ge "$(ev_field "$T/claude.events" exit oom-kills)" 1 "exit event oom-kills"
 assert_event "$T/claude.events" oom-kill
+assert_event "$T/claude.events" memory-high
 assert_ge "$(ev_field "$T/claude.events" oom-kill oom-kills)" 1 "oom-kill event oom-kills"
-assert_eq "$(ev_field "$T/claude.events" start memory-max)" 209715200 "start limits memory-max"
+assert_eq "$(ev_field "$T/claude.events" start memory-max)" 524288000 "start limits memory-max"
 assert_eq "$(ev_field "$T/claude.events" start oom-group)" true "start limits oom-group"
 peak=$(ev_field "$T/claude.events" exit memory-peak)
-assert_ge "$peak" $((180 * 1048576)) "exit event memory-peak"
-[ "$peak" -le $((200 * 1048576)) ] || fail "memory-peak $peak above memory.max"
-check_one_line "$T/claude.err" "$T/claude.events" 'killed by the kernel OOM killer'
+assert_ge "$peak" $((480 * 1048576)) "exit event memory-peak"
+[ "$peak" -le $((500 * 1048576)) ] || fail "memory-peak $peak above memory.max"
+check_one_line "$T/claude.err" "$T/claude.events" 'killed by the kernel OOM killer at memory\.max 500\.0 MiB .*; largest: alloc [0-9.]+ MiB \(pid [0-9]+, alloc 700\), claude [0-9.]+ MiB$'
 
 # The kernel's word: the cage hit its limit, and the allocation and Claude Code were killed in it.
 grep -q 'Memory cgroup out of memory: Killed process [0-9]* (alloc)' "$T/dmesg" || fail "no OOM kill of alloc in dmesg"
