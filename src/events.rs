@@ -72,7 +72,8 @@ pub struct Limits {
 
 impl Limits {
     /// The limits of the cage at `dir` as its files say now; `null` where a file is missing or
-    /// says `max`. The bot's are its parent's.
+    /// says `max`. The bot's are its parent's. A systemd scope's pids.max allows for its holder:
+    /// the cage's is one less.
     pub fn read(dir: &Path) -> Limits {
         use crate::cgroup::fs;
         let num = |d: &Path, f: &str| {
@@ -82,12 +83,13 @@ impl Limits {
                 .and_then(|t| t.trim().parse::<u64>().ok())
         };
         let bot = dir.parent().unwrap_or(dir);
+        let holder = u64::from(dir.file_name().is_some_and(crate::cgroup::id::is_scope));
         Limits {
             memory_high: num(dir, fs::MEMORY_HIGH),
             memory_max: num(dir, fs::MEMORY_MAX),
             swap_max: num(dir, fs::MEMORY_SWAP_MAX),
             oom_group: num(dir, fs::MEMORY_OOM_GROUP).map(|v| v == 1),
-            pids_max: num(dir, fs::PIDS_MAX),
+            pids_max: num(dir, fs::PIDS_MAX).map(|n| n.saturating_sub(holder)),
             cpu_max: fs::read_optional(dir, fs::CPU_MAX)
                 .ok()
                 .flatten()

@@ -106,36 +106,16 @@ impl Manager {
             // A failed scope is collected too, so no unit is left behind.
             ("CollectMode", Value::from("inactive-or-failed")),
         ];
-        let bytes = |l: Option<Limit>| l.map(|l| l.bytes().unwrap_or(u64::MAX));
-        if let Some(v) = bytes(policy.memory_high) {
-            props.push(("MemoryHigh", Value::from(v)));
-        }
-        if let Some(v) = bytes(policy.memory_max) {
-            props.push(("MemoryMax", Value::from(v)));
-        }
-        if let Some(v) = bytes(policy.swap_max) {
-            props.push(("MemorySwapMax", Value::from(v)));
-        }
-        // Unset means unlimited, as with cgroupfs; left out, systemd would apply its
-        // DefaultTasksMax= (15% of the kernel's limit) to the scope. One task more than the
-        // policy's: the scope's holder is one (`sys::spawn_holder`).
-        let tasks = match bytes(policy.pids_max) {
-            None | Some(u64::MAX) => u64::MAX,
-            Some(n) => n.saturating_add(1),
-        };
-        props.push(("TasksMax", Value::from(tasks)));
-        if let Some(c) = policy.cpu_max {
-            let per_sec = match c {
-                CpuMax::Max => u64::MAX,
-                // CPUQuotaPerSecUSec: microseconds of CPU time per second of wall time.
-                CpuMax::Percent(p) => u64::from(p) * 1_000_000 / 100,
-            };
-            props.push(("CPUQuotaPerSecUSec", Value::from(per_sec)));
-            props.push(("CPUQuotaPeriodUSec", Value::from(CPU_PERIOD_US)));
-        }
-        if let Some(w) = policy.cpu_weight {
-            props.push(("CPUWeight", Value::from(u64::from(w))));
-        }
+        props.extend(limit_properties(&Limits {
+            memory_high: policy.memory_high,
+            memory_max: policy.memory_max,
+            swap_max: policy.swap_max,
+            // Unset means unlimited, as with cgroupfs; left out, systemd would apply its
+            // DefaultTasksMax= (15% of the kernel's limit) to the scope.
+            pids_max: Some(policy.pids_max.unwrap_or(Limit::Max)),
+            cpu_max: policy.cpu_max,
+            cpu_weight: policy.cpu_weight,
+        }));
         let aux: Vec<(&str, Vec<(&str, Value<'_>)>)> = Vec::new();
         self.run_job(
             "start",
@@ -143,6 +123,29 @@ impl Manager {
             "StartTransientUnit",
             &(name, "fail", props, aux),
         )
+    }
+
+    /// Changes the limits of a live unit for this boot (`systemctl set-property --runtime`), so
+    /// that systemd's idea of the scope matches its cgroup files and it never re-applies the
+    /// old values. `Ok(false)`: this manager has no such unit (a scope of another manager).
+    pub fn set_limits(&self, unit: &str, limits: &Limits) -> Result<bool, SystemdError> {
+        let props = limit_properties(limits);
+        match self
+            .proxy
+            .call::<_, _, ()>("SetUnitProperties", &(unit, true, props))
+        {
+            Ok(()) => Ok(true),
+            Err(zbus::Error::MethodError(n, _, _))
+                if n.as_str() == "org.freedesktop.systemd1.NoSuchUnit" =>
+            {
+                Ok(false)
+            }
+            Err(source) => Err(SystemdError::Call {
+                op: "set the properties of",
+                unit: unit.to_owned(),
+                source,
+            }),
+        }
     }
 
     /// The cgroup (relative to the cgroup2 mount) that the scope `scope` in `slice` will have:
@@ -219,6 +222,51 @@ impl Manager {
             result: "no answer (the bus closed)".to_owned(),
         })
     }
+}
+
+/// The limits of a scope, as unit properties; `None`: not given.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    pub memory_high: Option<Limit>,
+    pub memory_max: Option<Limit>,
+    pub swap_max: Option<Limit>,
+    pub pids_max: Option<Limit>,
+    pub cpu_max: Option<CpuMax>,
+    pub cpu_weight: Option<u32>,
+}
+
+/// The unit properties of `limits`. TasksMax= is one more than the cage's pids.max: the scope's
+/// holder is a task too (`sys::spawn_holder`).
+fn limit_properties(limits: &Limits) -> Vec<(&'static str, Value<'static>)> {
+    let bytes = |l: Option<Limit>| l.map(|l| l.bytes().unwrap_or(u64::MAX));
+    let mut props = Vec::new();
+    if let Some(v) = bytes(limits.memory_high) {
+        props.push(("MemoryHigh", Value::from(v)));
+    }
+    if let Some(v) = bytes(limits.memory_max) {
+        props.push(("MemoryMax", Value::from(v)));
+    }
+    if let Some(v) = bytes(limits.swap_max) {
+        props.push(("MemorySwapMax", Value::from(v)));
+    }
+    match bytes(limits.pids_max) {
+        None => {}
+        Some(u64::MAX) => props.push(("TasksMax", Value::from(u64::MAX))),
+        Some(n) => props.push(("TasksMax", Value::from(n.saturating_add(1)))),
+    }
+    if let Some(c) = limits.cpu_max {
+        let per_sec = match c {
+            CpuMax::Max => u64::MAX,
+            // CPUQuotaPerSecUSec: microseconds of CPU time per second of wall time.
+            CpuMax::Percent(p) => u64::from(p) * 1_000_000 / 100,
+        };
+        props.push(("CPUQuotaPerSecUSec", Value::from(per_sec)));
+        props.push(("CPUQuotaPeriodUSec", Value::from(CPU_PERIOD_US)));
+    }
+    if let Some(w) = limits.cpu_weight {
+        props.push(("CPUWeight", Value::from(u64::from(w))));
+    }
+    props
 }
 
 /// The cgroup path of a slice below its manager's root: "claude-cage.slice" is

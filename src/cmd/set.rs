@@ -2,10 +2,13 @@
 //! [--cpu-max P] [--cpu-weight W]`: changes the limits of live cages, like `systemctl
 //! set-property`. The values pass the policy's own rules first (sizes, ranges, memory.high not
 //! above memory.max, the cage's current value standing in for the one not given); nothing is
-//! written unless every value is valid (exit 125). Each cage's files are written (a systemd
-//! scope's too: its cgroup is the cage) and its supervisor, told by a real-time signal through
-//! its pidfd, writes a `limits-changed` event with the cage's limits as they now are. The same
-//! cages may be changed as may be killed: root's, or the user's own.
+//! written unless every value is valid (exit 125). A systemd scope's unit properties are set
+//! first (`SetUnitProperties`, for this boot, like `systemctl set-property --runtime`), so that
+//! systemd never re-applies the old ones; then each cage's files are written (the scope's cgroup
+//! is the cage), and its supervisor, told by a real-time signal through its pidfd, writes a
+//! `limits-changed` event with the cage's limits as they now are. `ps` reads the live files, so
+//! it shows the new values at once. The same cages may be changed as may be killed: root's, or
+//! the user's own.
 
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -140,6 +143,11 @@ fn apply(f: &Found, v: &Valid) -> Result<String, String> {
         writes.push((file, value(l)));
     }
     if let Some(l) = v.pids_max {
+        // A scope's pids.max counts its holder (as its TasksMax= does).
+        let l = match l {
+            Limit::Bytes(n) if is_scope(f) => Limit::Bytes(n.saturating_add(1)),
+            l => l,
+        };
         writes.push((fs::PIDS_MAX, value(l)));
     }
     if let Some(c) = v.cpu_max {
@@ -165,6 +173,43 @@ fn apply(f: &Found, v: &Valid) -> Result<String, String> {
     }
     Ok(done.join(", "))
 }
+
+fn is_scope(f: &Found) -> bool {
+    f.dir.file_name().is_some_and(crate::cgroup::id::is_scope)
+}
+
+/// Sets the changes as the scope's unit properties, when the cage is a systemd scope. Where
+/// this user's service manager does not hold the scope (root changing a user manager's scope),
+/// or does not answer, a warning says so and the files alone are written.
+#[cfg(feature = "systemd")]
+fn set_unit(f: &Found, v: &Valid) {
+    if !is_scope(f) {
+        return;
+    }
+    let Some(unit) = f.dir.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let limits = crate::systemd::Limits {
+        memory_high: v.memory_high,
+        memory_max: v.memory_max,
+        swap_max: None,
+        pids_max: v.pids_max,
+        cpu_max: v.cpu_max,
+        cpu_weight: v.cpu_weight,
+    };
+    let why = match crate::systemd::Manager::connect().and_then(|m| m.set_limits(&unit, &limits)) {
+        Ok(true) => return,
+        Ok(false) => "this user's service manager has no such unit".to_owned(),
+        Err(e) => crate::error::error_chain(&e),
+    };
+    crate::warning!(
+        "{}: the limits of {unit} were not set in systemd ({why}): its cgroup files alone are written, and systemd may put back the unit's own limits when it applies them again",
+        f.id
+    );
+}
+
+#[cfg(not(feature = "systemd"))]
+fn set_unit(_: &Found, _: &Valid) {}
 
 /// Tells a live supervisor that its cage's limits changed, through its pidfd.
 fn tell(f: &Found) {
@@ -210,6 +255,7 @@ pub fn set_cmd(target: Target, changes: &Changes) -> i32 {
         return crate::exit::FAILURE;
     }
     for f in chosen {
+        set_unit(f, &valid);
         match apply(f, &valid) {
             Ok(what) => {
                 tell(f);

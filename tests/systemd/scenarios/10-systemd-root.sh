@@ -5,6 +5,7 @@
 # an over-allocation is OOM-killed, three times over (systemd removing an empty scope at once
 # raced the read of the counters before the holder): 137, reason oom-killed, oom-kills and
 # memory-peak in the exit event, one 'claude-cage: ' line, no unit left.
+# `set` changes a live scope's unit properties and files together.
 # [bot] limits do not apply with the systemd backend: a warning says so.
 # vmtest-timeout: 120
 
@@ -60,6 +61,37 @@ case "$(cgroup_of "$sup")" in */claude-cage.slice/*) fail "the supervisor $sup i
 assert_eq "$(ev_field "$T/run.events" start limits | jq -r '.["memory-max"]')" 67108864 "start event limits.memory-max"
 # the child's environment names its cage
 assert_eq "$(tr '\0' '\n' <"/proc/$pid/environ" | sed -n 's/^CLAUDE_CAGE_CGROUP=//p')" "$dir" "the child's CLAUDE_CAGE_CGROUP"
+
+# set: systemd's unit properties and the scope's files change together (TasksMax= and the
+# scope's pids.max count the holder; ps and the limits-changed event do not), and a
+# daemon-reload, which has systemd apply its properties again, keeps the new values
+claude-cage set "$id" --memory-high 60M --memory-max 80M --pids-max 32 --cpu-max 25% --cpu-weight 70 \
+	>"$T/set.out" 2>"$T/set.err" || fail "set failed: $(cat "$T/set.err")"
+[ ! -s "$T/set.err" ] || fail "set wrote to stderr: $(cat "$T/set.err")"
+# set_values SUFFIX: the scope's properties and files as set above
+set_values() {
+	assert_eq "$(unit_prop "$scope" MemoryMax)" 83886080 "$scope MemoryMax $1"
+	assert_eq "$(unit_prop "$scope" MemoryHigh)" 62914560 "$scope MemoryHigh $1"
+	assert_eq "$(unit_prop "$scope" TasksMax)" 33 "$scope TasksMax $1"
+	assert_eq "$(unit_prop "$scope" CPUQuotaPerSecUSec)" 250ms "$scope CPUQuotaPerSecUSec $1"
+	assert_eq "$(unit_prop "$scope" CPUWeight)" 70 "$scope CPUWeight $1"
+	assert_eq "$(cat "$dir/memory.max")" 83886080 "$dir/memory.max $1"
+	assert_eq "$(cat "$dir/memory.high")" 62914560 "$dir/memory.high $1"
+	assert_eq "$(cat "$dir/pids.max")" 33 "$dir/pids.max $1"
+	assert_eq "$(cat "$dir/cpu.max")" "25000 100000" "$dir/cpu.max $1"
+	assert_eq "$(cat "$dir/cpu.weight")" 70 "$dir/cpu.weight $1"
+}
+set_values "after set"
+row=$(claude-cage ps --json | jq -c --arg c "$id" '.[] | select(.cage == $c)')
+assert_eq "$(echo "$row" | jq -r '.["pids-max"]')" 32 "ps pids-max after set"
+assert_eq "$(echo "$row" | jq -r '.["memory-max"]')" 83886080 "ps memory-max after set"
+wait_event "$T/run.events" limits-changed 20
+changed=$(ev_field "$T/run.events" limits-changed limits)
+assert_eq "$(echo "$changed" | jq -r '.["pids-max"]')" 32 "limits-changed pids-max"
+assert_eq "$(echo "$changed" | jq -r '.["memory-max"]')" 83886080 "limits-changed memory-max"
+assert_eq "$(echo "$changed" | jq -r '.["cpu-weight"]')" 70 "limits-changed cpu-weight"
+systemctl daemon-reload
+set_values "after daemon-reload"
 
 # SIGTERM to claude-cage: forwarded, status 143, reason terminated, the scope is gone
 kill -TERM "$sup"
