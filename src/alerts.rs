@@ -22,7 +22,7 @@ use nix::unistd::Pid;
 
 use crate::cgroup::snapshot::{self, Snapshot};
 use crate::cgroup::{Cage, fs};
-use crate::events::{Event, EventLog};
+use crate::events::{CageMemory, Event, EventLog};
 use crate::policy;
 
 mod hooks;
@@ -74,6 +74,52 @@ fn avg10(text: &str, kind: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// `[bot] memory-warn`: the bot's own `memory.high` crossings (its `memory.events.local`, whose
+/// `high` counts only the bot's limit, not its cages'), then its `memory.current` once a second
+/// until usage is well below `bot.memory-high` again. Every supervisor of the bot watches; the
+/// tally's lock (`tally::bot_memory_warn`) makes one of them write the event per crossing.
+struct BotWarn {
+    bot: String,
+    dir: std::path::PathBuf,
+    events: File,
+    seen_high: u64,
+    warn: Warn,
+}
+
+impl BotWarn {
+    /// Reads the `high` count (re-arming the descriptor's notification); `None` when the
+    /// cgroup is gone.
+    fn read_high(&mut self) -> Option<u64> {
+        use std::io::{Read, Seek};
+        let mut text = String::new();
+        self.events.rewind().ok()?;
+        self.events.read_to_string(&mut text).ok()?;
+        Some(fs::keyed(&text, "high").unwrap_or(0))
+    }
+
+    /// The bot's largest cages by `memory.current`, at most five.
+    fn largest_cages(&self) -> Vec<CageMemory> {
+        let mut cages: Vec<CageMemory> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| {
+                let current = fs::read(&e.path(), fs::MEMORY_CURRENT)
+                    .ok()
+                    .and_then(|t| fs::number(&t))?;
+                Some(CageMemory {
+                    cage: e.file_name().to_string_lossy().into_owned(),
+                    memory_current: current,
+                })
+            })
+            .collect();
+        cages.sort_by_key(|c| std::cmp::Reverse(c.memory_current));
+        cages.truncate(5);
+        cages
+    }
+}
+
 /// The alert state of one cage.
 pub struct Alerts {
     /// When the last snapshot was taken, and the latest one.
@@ -85,6 +131,7 @@ pub struct Alerts {
     trigger: Option<String>,
     psi: Option<File>,
     warn: Option<Warn>,
+    bot_warn: Option<BotWarn>,
     hooks: Hooks,
 }
 
@@ -139,8 +186,83 @@ impl Alerts {
             trigger: settings.pressure.map(|t| t.to_string()),
             psi,
             warn,
+            bot_warn: None,
         };
         (alerts, warnings)
+    }
+
+    /// Arms `[bot] memory-warn` on the bot's cgroup `dir`, with the bot's `memory.high` as
+    /// written. A run that finds the bot well below the threshold re-arms the bot-wide warning
+    /// (the supervisors that saw the last crossing may all be gone). What cannot be armed is
+    /// returned as a warning.
+    pub fn arm_bot(
+        &mut self,
+        bot: &str,
+        dir: &std::path::Path,
+        threshold: u64,
+        high: Option<u64>,
+    ) -> Option<String> {
+        let Some(high) = high else {
+            return Some(
+                "bot.memory-warn is not armed: bot.memory-high could not be applied".to_owned(),
+            );
+        };
+        let events = match File::open(dir.join(fs::MEMORY_EVENTS_LOCAL)) {
+            Ok(f) => f,
+            Err(e) => {
+                return Some(format!(
+                    "bot.memory-warn is not armed: opening {}: {e}",
+                    dir.join(fs::MEMORY_EVENTS_LOCAL).display()
+                ));
+            }
+        };
+        let mut w = BotWarn {
+            bot: bot.to_owned(),
+            dir: dir.to_path_buf(),
+            events,
+            seen_high: 0,
+            warn: Warn {
+                threshold,
+                high,
+                warned: false,
+                next_check: None,
+            },
+        };
+        w.seen_high = w.read_high().unwrap_or(0);
+        let current = fs::read(dir, fs::MEMORY_CURRENT)
+            .ok()
+            .and_then(|t| fs::number(&t))
+            .unwrap_or(0);
+        if (current as f64) < threshold as f64 * REARM_SHARE {
+            let _ = crate::tally::bot_memory_warn(bot, false);
+        } else {
+            // Already above: checked from the start (the kernel notifies only new throttling).
+            w.warn.next_check = Some(Instant::now());
+        }
+        self.bot_warn = Some(w);
+        None
+    }
+
+    /// The bot's `memory.events.local`, polled for `POLLPRI`.
+    pub fn bot_events_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.bot_warn.as_ref().map(|w| w.events.as_fd())
+    }
+
+    /// The bot's `memory.events.local` changed: a rise of its `high` count starts the checks.
+    pub fn on_bot_events(&mut self, now: Instant) {
+        let Some(w) = &mut self.bot_warn else {
+            return;
+        };
+        match w.read_high() {
+            // The bot's cgroup is gone: its file would poll ready for ever.
+            None => self.bot_warn = None,
+            Some(high) => {
+                if high > w.seen_high && w.warn.next_check.is_none() {
+                    w.warn.next_check = Some(now);
+                }
+                w.seen_high = high;
+            }
+        }
     }
 
     /// The PSI trigger, polled for `POLLPRI`.
@@ -151,7 +273,13 @@ impl Alerts {
     /// The next time `on_time` has work: a warn check or a hook's timeout.
     pub fn deadline(&self) -> Option<Instant> {
         let warn = self.warn.as_ref().and_then(|w| w.next_check);
-        self.hooks.deadline().into_iter().chain(warn).min()
+        let bot = self.bot_warn.as_ref().and_then(|w| w.warn.next_check);
+        self.hooks
+            .deadline()
+            .into_iter()
+            .chain(warn)
+            .chain(bot)
+            .min()
     }
 
     /// The cage's `memory.events` changed; `high_rose` says whether its `high` counter rose.
@@ -205,7 +333,41 @@ impl Alerts {
         if let Some(line) = fired {
             self.fire(line, "memory-warn");
         }
+        if let Some(line) = self.bot_check(now, log) {
+            self.fire(line, "bot-memory-warn");
+        }
         self.hooks.on_time(now);
+    }
+
+    /// A due check of the bot's memory use: the event line when this supervisor is the one to
+    /// warn of a crossing.
+    fn bot_check(&mut self, now: Instant, log: &mut EventLog) -> Option<Vec<u8>> {
+        let w = self.bot_warn.as_mut()?;
+        if w.warn.next_check.is_none_or(|t| now < t) {
+            return None;
+        }
+        let current = fs::read(&w.dir, fs::MEMORY_CURRENT)
+            .ok()
+            .and_then(|t| fs::number(&t))
+            .unwrap_or(0);
+        // Well below the threshold re-arms the bot-wide warning, whoever gave the last one.
+        if (current as f64) < w.warn.threshold as f64 * REARM_SHARE {
+            let _ = crate::tally::bot_memory_warn(&w.bot, false);
+        }
+        let crossed = w.warn.check(current, now);
+        if !crossed {
+            return None;
+        }
+        // Where the shared state cannot be read, warning twice beats never.
+        if !crate::tally::bot_memory_warn(&w.bot, true).unwrap_or(true) {
+            return None;
+        }
+        let cages = w.largest_cages();
+        Some(log.emit(&Event::BotMemoryWarn {
+            bot_memory_current: current,
+            threshold: w.warn.threshold,
+            cages,
+        }))
     }
 
     /// A snapshot of who holds the cage's memory, unless one was taken less than a second ago

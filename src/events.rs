@@ -66,6 +66,7 @@ pub struct Limits {
     pub pids_max: Option<u64>,
     pub cpu_max: Option<String>,
     pub cpu_weight: Option<u32>,
+    pub bot_memory_high: Option<u64>,
     pub bot_memory_max: Option<u64>,
     pub bot_pids_max: Option<u64>,
 }
@@ -95,6 +96,7 @@ impl Limits {
                 .flatten()
                 .map(|t| t.trim().to_owned()),
             cpu_weight: num(dir, fs::CPU_WEIGHT).map(|w| w as u32),
+            bot_memory_high: num(bot, fs::MEMORY_HIGH),
             bot_memory_max: num(bot, fs::MEMORY_MAX),
             bot_pids_max: num(bot, fs::PIDS_MAX),
         }
@@ -113,6 +115,7 @@ impl From<&Applied> for Limits {
             pids_max: n(a.pids_max),
             cpu_max: a.cpu_max.clone(),
             cpu_weight: a.cpu_weight,
+            bot_memory_high: n(a.bot_memory_high),
             bot_memory_max: n(a.bot_memory_max),
             bot_pids_max: n(a.bot_pids_max),
         }
@@ -162,6 +165,14 @@ pub enum OomLimit {
     Outside,
 }
 
+/// One cage's memory use, in a `bot-memory-warn` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CageMemory {
+    pub cage: String,
+    pub memory_current: u64,
+}
+
 /// One event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(
@@ -204,6 +215,14 @@ pub enum Event {
         threshold: u64,
         #[serde(skip_serializing_if = "Option::is_none")]
         snapshot: Option<Snapshot>,
+    },
+    /// The bot's memory use (all its cages together) crossed `[bot] memory-warn`: written once
+    /// per crossing for the whole bot, by the supervisor of one of its cages.
+    BotMemoryWarn {
+        bot_memory_current: u64,
+        threshold: u64,
+        /// The bot's largest cages by memory use, at most five.
+        cages: Vec<CageMemory>,
     },
     /// The cage's memory pressure crossed `[alerts] pressure`.
     Pressure {

@@ -204,6 +204,7 @@ pub fn supervise(
             watch: watch.as_ref(),
             starter: starter.as_ref(),
             psi: alerts.psi_fd(),
+            bot_events: alerts.bot_events_fd(),
             stdin,
         };
         let Some(ready) = sources.wait(timeout_until(wake, Instant::now()))? else {
@@ -241,6 +242,9 @@ pub fn supervise(
         // Counter changes are read at the top of the loop, before the child is reaped.
         if !ready.psi.is_empty() {
             alerts.on_psi(ready.psi, cage, log);
+        }
+        if ready.bot_events {
+            alerts.on_bot_events(now);
         }
         alerts.on_time(now, cage, log);
         if ready.starter {
@@ -280,6 +284,8 @@ struct Sources<'a> {
     watch: Option<&'a Watch>,
     starter: Option<&'a Starter>,
     psi: Option<std::os::fd::BorrowedFd<'a>>,
+    /// The bot's `memory.events.local`, when `[bot] memory-warn` is armed.
+    bot_events: Option<std::os::fd::BorrowedFd<'a>>,
     stdin: Option<StdinKind>,
 }
 
@@ -288,6 +294,7 @@ struct Ready {
     signals: bool,
     starter: bool,
     psi: PollFlags,
+    bot_events: bool,
     stdin_closed: bool,
 }
 
@@ -313,6 +320,7 @@ impl Sources<'_> {
             .map(|s| push(s.pidfd.as_fd(), PollFlags::POLLIN));
         // A PSI trigger reports with POLLPRI (Documentation/accounting/psi.rst).
         let psi_idx = self.psi.map(|fd| push(fd, PollFlags::POLLPRI));
+        let bot_idx = self.bot_events.map(|fd| push(fd, PollFlags::POLLPRI));
         // poll(2) reports POLLHUP on a pipe whose writers are all gone even with no events
         // requested, so stdin is watched for EOF without reading a byte of it. A socket reports
         // POLLRDHUP once the peer shut down its writing side.
@@ -334,6 +342,7 @@ impl Sources<'_> {
             signals: !revents(0).is_empty(),
             starter: starter_idx.is_some_and(|i| !revents(i).is_empty()),
             psi: psi_idx.map(revents).unwrap_or(PollFlags::empty()),
+            bot_events: bot_idx.is_some_and(|i| !revents(i).is_empty()),
             stdin_closed: stdin_idx.is_some_and(|i| {
                 revents(i).intersects(
                     PollFlags::POLLHUP | POLLRDHUP | PollFlags::POLLERR | PollFlags::POLLNVAL,

@@ -31,6 +31,13 @@ pub struct Tally {
     pub oom_kills: u64,
     /// Cages that ended with an OOM kill, by the limit behind it (`cage`, `bot`, `outside`).
     pub oom_limits: BTreeMap<String, u64>,
+    /// `bot-memory-warn` events written (crossings of `[bot] memory-warn`).
+    #[serde(default)]
+    pub memory_warns: u64,
+    /// Whether the bot was warned since its memory use was last below 90% of the threshold:
+    /// one `bot-memory-warn` per crossing among all the bot's supervisors.
+    #[serde(default)]
+    pub memory_warned: bool,
 }
 
 fn me() -> u32 {
@@ -57,8 +64,9 @@ fn read(f: &mut File) -> io::Result<Tally> {
     serde_json::from_slice(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// Counts one end of a cage of `bot`.
-pub fn add(bot: &str, reason: &str, oom_kills: u64, oom_limit: Option<&str>) -> io::Result<()> {
+/// Changes the tally of `bot` under its lock: `change` returns what to answer and whether the
+/// tally changed (else nothing is written).
+fn update<R>(bot: &str, change: impl FnOnce(&mut Tally) -> (R, bool)) -> io::Result<R> {
     let mut f = lock(
         open_own(true)?.open_rw(&file_name(bot), 0o600)?,
         FlockArg::LockExclusive,
@@ -66,17 +74,44 @@ pub fn add(bot: &str, reason: &str, oom_kills: u64, oom_limit: Option<&str>) -> 
     // A file that does not parse (cut short by a crash mid-write) starts again from zero
     // rather than stopping the count for good.
     let mut t = read(&mut f).unwrap_or_default();
-    *t.ends.entry(reason.to_owned()).or_default() += 1;
-    t.oom_kills += oom_kills;
-    if let Some(l) = oom_limit {
-        *t.oom_limits.entry(l.to_owned()).or_default() += 1;
+    let (answer, changed) = change(&mut t);
+    if changed {
+        let mut bytes = serde_json::to_vec(&t).map_err(io::Error::other)?;
+        bytes.push(b'\n');
+        f.seek(SeekFrom::Start(0))?;
+        f.set_len(0)?;
+        f.write_all(&bytes)?;
     }
-    let mut bytes = serde_json::to_vec(&t).map_err(io::Error::other)?;
-    bytes.push(b'\n');
-    f.seek(SeekFrom::Start(0))?;
-    f.set_len(0)?;
-    f.write_all(&bytes)?;
-    Ok(())
+    Ok(answer)
+}
+
+/// Counts one end of a cage of `bot`.
+pub fn add(bot: &str, reason: &str, oom_kills: u64, oom_limit: Option<&str>) -> io::Result<()> {
+    update(bot, |t| {
+        *t.ends.entry(reason.to_owned()).or_default() += 1;
+        t.oom_kills += oom_kills;
+        if let Some(l) = oom_limit {
+            *t.oom_limits.entry(l.to_owned()).or_default() += 1;
+        }
+        ((), true)
+    })
+}
+
+/// The bot-wide `[bot] memory-warn` state, shared by the supervisors of the bot's cages.
+/// `crossed`: usage is at or above the threshold; true when this caller is the one to warn (no
+/// one did since usage was last well below it), and the warning is counted. Not crossed: usage
+/// fell well below the threshold, and the next crossing warns again.
+pub fn bot_memory_warn(bot: &str, crossed: bool) -> io::Result<bool> {
+    update(bot, |t| {
+        if t.memory_warned == crossed {
+            return (false, false);
+        }
+        t.memory_warned = crossed;
+        if crossed {
+            t.memory_warns += 1;
+        }
+        (crossed, true)
+    })
 }
 
 /// The tallies this user may read, keyed by (user, bot): its own and, for root, each user's

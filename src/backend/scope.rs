@@ -175,6 +175,7 @@ fn finish(
     // systemd wrote the limits (the scope's properties); the bot's aggregate ones it does not
     // apply (see the warning in `create`).
     cage.applied = limits::Applied {
+        bot_memory_high: None,
         bot_memory_max: None,
         bot_pids_max: None,
         ..limits::for_cage(policy, &wanted)

@@ -37,6 +37,8 @@ pub const MEMORY_MAX: &str = "memory.max";
 pub const MEMORY_SWAP_MAX: &str = "memory.swap.max";
 pub const MEMORY_OOM_GROUP: &str = "memory.oom.group";
 pub const MEMORY_EVENTS: &str = "memory.events";
+/// The cgroup's own events, not its descendants' (the bot's `high`: its own limit's).
+pub const MEMORY_EVENTS_LOCAL: &str = "memory.events.local";
 pub const MEMORY_PEAK: &str = "memory.peak";
 pub const MEMORY_STAT: &str = "memory.stat";
 /// CPU time used by the cgroup (`usage_usec`), in every cgroup v2 cgroup, controller or not.

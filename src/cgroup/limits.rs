@@ -23,6 +23,7 @@ pub struct Applied {
     pub pids_max: Option<Limit>,
     pub cpu_max: Option<String>,
     pub cpu_weight: Option<u32>,
+    pub bot_memory_high: Option<Limit>,
     pub bot_memory_max: Option<Limit>,
     pub bot_pids_max: Option<Limit>,
 }
@@ -36,6 +37,7 @@ pub fn for_cage(policy: &Policy, controllers: &[Controller]) -> Applied {
         a.memory_high = policy.memory_high;
         a.memory_max = policy.memory_max;
         a.swap_max = policy.swap_max;
+        a.bot_memory_high = policy.bot_memory_high;
         a.bot_memory_max = policy.bot_memory_max;
     }
     if has(Controller::Pids) {
@@ -110,6 +112,16 @@ pub(super) fn setup_bot(
 ) -> Result<(), CgroupError> {
     let has = |c| place.controllers.contains(&c);
     if has(Controller::Memory) {
+        // memory.high before memory.max is never above it for long: the policy keeps it at or
+        // below, and the kernel accepts either order.
+        write(
+            bot_dir,
+            MEMORY_HIGH,
+            &policy
+                .bot_memory_high
+                .unwrap_or(Limit::Max)
+                .to_cgroup_value(),
+        )?;
         write(
             bot_dir,
             MEMORY_MAX,

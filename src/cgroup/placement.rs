@@ -102,6 +102,7 @@ pub fn plan(h: Hierarchy, parent: PathBuf, policy: &Policy) -> Result<Placement,
                     || policy.memory_max.is_some()
                     || policy.swap_max.is_some()
                     || policy.bot_memory_max.is_some()
+                    || policy.bot_memory_high.is_some()
             }
             Controller::Pids => policy.pids_max.is_some() || policy.bot_pids_max.is_some(),
             Controller::Cpu => policy.cpu_max.is_some() || policy.cpu_weight.is_some(),

@@ -262,11 +262,17 @@ fn describe_limits(r: &mut Report, p: &Policy) {
         p.cpu_max.map(|c| c.to_cgroup_value()).unwrap_or_else(|| "unset".into()),
         p.cpu_weight.map(|w| w.to_string()).unwrap_or_else(|| "unset".into()),
     ));
-    if p.bot_memory_max.is_some() || p.bot_pids_max.is_some() {
+    if p.bot_memory_max.is_some() || p.bot_memory_high.is_some() || p.bot_pids_max.is_some() {
         r.ok(format!(
-            "bot limits: memory.max {}, pids.max {}",
+            "bot limits: memory.max {}, pids.max {}{}{}",
             l(p.bot_memory_max),
-            n(p.bot_pids_max)
+            n(p.bot_pids_max),
+            p.bot_memory_high
+                .map(|h| format!(", memory.high {}", l(Some(h))))
+                .unwrap_or_default(),
+            p.bot_memory_warn
+                .map(|w| format!(", memory-warn {}", crate::units::Bytes(w)))
+                .unwrap_or_default()
         ));
     }
     r.ok(format!(

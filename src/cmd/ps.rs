@@ -482,6 +482,21 @@ pub fn prometheus(
             );
         }
     }
+    head(
+        &mut out,
+        "claude_cage_bot_memory_warns_total",
+        "counter",
+        "Crossings of the bot's [bot] memory-warn (bot-memory-warn events).",
+    );
+    for ((u, b), t) in tallies {
+        let _ = writeln!(
+            out,
+            "claude_cage_bot_memory_warns_total{{bot=\"{}\",user=\"{}\"}} {}",
+            esc(b),
+            esc(u),
+            t.memory_warns
+        );
+    }
     type Gauge = (&'static str, &'static str, fn(&BotUsage) -> Option<u64>);
     let gauges: [Gauge; 4] = [
         (
@@ -569,6 +584,8 @@ mod tests {
                 ends: [("oom-killed".to_owned(), 2), ("exited".to_owned(), 5)].into(),
                 oom_kills: 3,
                 oom_limits: [("cage".to_owned(), 2)].into(),
+                memory_warns: 4,
+                memory_warned: true,
             },
         );
         let mut usage = BTreeMap::new();
@@ -587,6 +604,7 @@ mod tests {
             "claude_cage_bot_ends_total{bot=\"bot\",user=\"root\",reason=\"exited\"} 5",
             "claude_cage_bot_oom_kills_total{bot=\"bot\",user=\"root\"} 3",
             "claude_cage_bot_oom_ends_total{bot=\"bot\",user=\"root\",limit=\"cage\"} 2",
+            "claude_cage_bot_memory_warns_total{bot=\"bot\",user=\"root\"} 4",
             "claude_cage_bot_cgroup_memory_max_bytes{bot=\"bot\"} 1073741824",
         ] {
             assert!(p.lines().any(|l| l == line), "{line} not in {p}");

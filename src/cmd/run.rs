@@ -146,6 +146,12 @@ fn cage_and_run(plan: Plan, original_mask: SigSet) -> Result<i32, RunError> {
     for w in alert_warnings {
         crate::warning!("{w}");
     }
+    if let Some(threshold) = policy.bot_memory_warn {
+        let high = cage.applied.bot_memory_high.and_then(Limit::bytes);
+        if let Some(w) = alerts.arm_bot(&name, &cage.bot_dir, threshold, high) {
+            crate::warning!("{w}");
+        }
+    }
     let lifetime = Lifetime {
         max_runtime: policy.max_runtime,
         stdin_eof_grace: policy.stdin_eof_grace,

@@ -7,6 +7,74 @@ use super::{Alerts, DEFAULT_EXEC_TIMEOUT, MAX_EXEC_TIMEOUT, PolicyError};
 use crate::units::{self, Limit};
 
 impl Validator<'_> {
+    /// A `memory-warn` threshold (`alerts.memory-warn` of a cage, `bot.memory-warn` of a bot):
+    /// a size, or a percentage of the `max` limit; at or above the `high` limit, which must be
+    /// set (the kernel's notice that usage crossed it is what starts the check), and below the
+    /// `max` limit where that is set. `high` and `max` are (key, value).
+    pub(super) fn warn_threshold(
+        &self,
+        w: &toml::Spanned<Scalar>,
+        key: &'static str,
+        (high_key, high): (&str, Option<Limit>),
+        (max_key, max): (&str, Option<Limit>),
+    ) -> Result<u64, PolicyError> {
+        let origin = Origin::File {
+            key,
+            start: w.span().start,
+        };
+        let bytes = match w.get_ref() {
+            // A percentage is of the max limit, not of the machine.
+            Scalar::Text(t) if t.trim().ends_with('%') => {
+                let Some(Limit::Bytes(m)) = max else {
+                    return Err(self.error(
+                        &origin,
+                        format!("a percentage is of {max_key}, which this policy does not set"),
+                    ));
+                };
+                match units::parse_size(t).map_err(|e| self.error(&origin, e.0))? {
+                    units::Size::Percent(p) => (m as f64 * p / 100.0) as u64,
+                    _ => unreachable!("a size ending in % is a percentage"),
+                }
+            }
+            other => match self.size(Some((other.clone(), clone_origin(&origin))))? {
+                Some(Limit::Bytes(b)) => b,
+                _ => {
+                    return Err(self.error(
+                        &origin,
+                        format!("must be a size or a percentage of {max_key}, not \"max\""),
+                    ));
+                }
+            },
+        };
+        // The check is event-driven: the kernel notifies when usage crosses the high limit,
+        // and only from then on is usage compared with the threshold (see alerts.rs).
+        match high {
+            Some(Limit::Bytes(h)) if h <= bytes => {}
+            _ => {
+                return Err(self.error(
+                    &origin,
+                    format!(
+                        "{} needs {high_key} at or below it: the kernel's notice that usage crossed {high_key} is what starts the check",
+                        units::Bytes(bytes)
+                    ),
+                ));
+            }
+        }
+        if let Some(Limit::Bytes(m)) = max {
+            if bytes >= m {
+                return Err(self.error(
+                    &origin,
+                    format!(
+                        "{} is not below {max_key} ({})",
+                        units::Bytes(bytes),
+                        units::Bytes(m)
+                    ),
+                ));
+            }
+        }
+        Ok(bytes)
+    }
+
     /// The `[alerts]` section, checked against the memory limits it refers to.
     pub(super) fn alerts(
         &self,
@@ -21,61 +89,12 @@ impl Validator<'_> {
             ..Default::default()
         };
         if let Some(w) = &raw.memory_warn {
-            let origin = Origin::File {
-                key: "alerts.memory-warn",
-                start: w.span().start,
-            };
-            let bytes = match w.get_ref() {
-                // A percentage is of memory.max, not of the machine.
-                Scalar::Text(t) if t.trim().ends_with('%') => {
-                    let Some(Limit::Bytes(max)) = memory_max else {
-                        return Err(self.error(
-                            &origin,
-                            "a percentage is of memory.max, which this policy does not set",
-                        ));
-                    };
-                    match units::parse_size(t).map_err(|e| self.error(&origin, e.0))? {
-                        units::Size::Percent(p) => (max as f64 * p / 100.0) as u64,
-                        _ => unreachable!("a size ending in % is a percentage"),
-                    }
-                }
-                other => match self.size(Some((other.clone(), clone_origin(&origin))))? {
-                    Some(Limit::Bytes(b)) => b,
-                    _ => {
-                        return Err(self.error(
-                            &origin,
-                            "must be a size or a percentage of memory.max, not \"max\"",
-                        ));
-                    }
-                },
-            };
-            // The check is event-driven: the kernel notifies when usage crosses memory.high,
-            // and only from then on is usage compared with the threshold (see alerts.rs).
-            match memory_high {
-                Some(Limit::Bytes(h)) if h <= bytes => {}
-                _ => {
-                    return Err(self.error(
-                        &origin,
-                        format!(
-                            "{} needs memory.high at or below it: the kernel's notice that usage crossed memory.high is what starts the check",
-                            units::Bytes(bytes)
-                        ),
-                    ));
-                }
-            }
-            if let Some(Limit::Bytes(m)) = memory_max {
-                if bytes >= m {
-                    return Err(self.error(
-                        &origin,
-                        format!(
-                            "{} is not below memory.max ({})",
-                            units::Bytes(bytes),
-                            units::Bytes(m)
-                        ),
-                    ));
-                }
-            }
-            alerts.memory_warn = Some(bytes);
+            alerts.memory_warn = Some(self.warn_threshold(
+                w,
+                "alerts.memory-warn",
+                ("memory.high", memory_high),
+                ("memory.max", memory_max),
+            )?);
         }
         if let Some(p) = &raw.pressure {
             let origin = Origin::File {

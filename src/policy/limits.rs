@@ -8,7 +8,9 @@ use crate::units::{self, CpuMax, Limit};
 
 /// The `[bot]` section, validated.
 pub(super) struct Bot {
+    pub(super) memory_high: Option<Limit>,
     pub(super) memory_max: Option<Limit>,
+    pub(super) memory_warn: Option<u64>,
     pub(super) pids_max: Option<Limit>,
     pub(super) if_unsupported_warn: bool,
     pub(super) max_cages: Option<u32>,
@@ -28,12 +30,40 @@ pub(super) struct Memory {
 }
 
 impl Validator<'_> {
-    /// The `[bot]` section: `memory-max` and `pids-max`.
-    /// The `[bot]` section: `memory-max`, `pids-max`, and whether a backend that cannot apply
+    /// The `[bot]` section: `memory-high`, `memory-max`, `memory-warn`, `pids-max`, the cap on
+    /// live cages, and whether a backend that cannot apply
     /// them may run without them (`if-unsupported = "warn"`; `"refuse"` by default).
     pub(super) fn bot(&self, bot: RawBot) -> Result<Bot, PolicyError> {
         let bot_memory_max =
             self.size(self.pick(bot.memory_max.as_ref(), "bot.memory-max", None, "", text))?;
+        let bot_memory_high =
+            self.size(self.pick(bot.memory_high.as_ref(), "bot.memory-high", None, "", text))?;
+        if let (Some(Limit::Bytes(h)), Some(Limit::Bytes(m)), Some(v)) =
+            (bot_memory_high, bot_memory_max, bot.memory_high.as_ref())
+        {
+            if h > m {
+                return Err(self.error(
+                    &Origin::File {
+                        key: "bot.memory-high",
+                        start: v.span().start,
+                    },
+                    format!(
+                        "{} is above bot.memory-max ({})",
+                        units::Bytes(h),
+                        units::Bytes(m)
+                    ),
+                ));
+            }
+        }
+        let bot_memory_warn = match &bot.memory_warn {
+            None => None,
+            Some(w) => Some(self.warn_threshold(
+                w,
+                "bot.memory-warn",
+                ("bot.memory-high", bot_memory_high),
+                ("bot.memory-max", bot_memory_max),
+            )?),
+        };
         let bot_pids_max =
             self.count(self.pick(bot.pids_max.as_ref(), "bot.pids-max", None, "", text))?;
         let warn = match &bot.if_unsupported {
@@ -106,7 +136,9 @@ impl Validator<'_> {
             ));
         }
         Ok(Bot {
+            memory_high: bot_memory_high,
             memory_max: bot_memory_max,
+            memory_warn: bot_memory_warn,
             pids_max: bot_pids_max,
             if_unsupported_warn: warn,
             max_cages,

@@ -68,7 +68,11 @@ pub struct Policy {
     pub max_descendants: u32,
     /// `cgroup.max.depth` of the cage.
     pub max_depth: u32,
+    pub bot_memory_high: Option<Limit>,
     pub bot_memory_max: Option<Limit>,
+    /// `[bot] memory-warn`: warn (once per crossing, for the whole bot) when the bot's memory
+    /// use reaches this many bytes.
+    pub bot_memory_warn: Option<u64>,
     pub bot_pids_max: Option<Limit>,
     /// `[bot] if-unsupported = "warn"`: a backend that cannot apply the `[bot]` limits (systemd)
     /// runs without them, with a warning, instead of refusing.

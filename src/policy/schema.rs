@@ -51,7 +51,9 @@ pub(super) struct RawCage {
 #[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawBot {
+    pub(super) memory_high: Option<Spanned<Scalar>>,
     pub(super) memory_max: Option<Spanned<Scalar>>,
+    pub(super) memory_warn: Option<Spanned<Scalar>>,
     pub(super) pids_max: Option<Spanned<Scalar>>,
     pub(super) if_unsupported: Option<Spanned<String>>,
     pub(super) max_cages: Option<Spanned<i64>>,

@@ -218,6 +218,16 @@ fn alerts_section() {
 }
 
 #[test]
+fn bot_memory_warn() {
+    let p = parse_ok("[bot]\nmemory-high = \"8G\"\nmemory-max = \"12G\"\nmemory-warn = \"75%\"\n");
+    assert_eq!(p.bot_memory_high, Some(Limit::Bytes(8 << 30)));
+    assert_eq!(p.bot_memory_warn, Some(9 << 30));
+    let p = parse_ok("[bot]\nmemory-high = \"1G\"\nmemory-warn = \"1G\"\n");
+    assert_eq!(p.bot_memory_warn, Some(1 << 30), "at memory-high, no max");
+    assert_eq!(parse_ok("").bot_memory_warn, None);
+}
+
+#[test]
 fn parents() {
     assert_eq!(
         parse_ok("[cage]\nparent = \"/bots//a/\"").parent,

@@ -99,7 +99,14 @@ pub struct Alerts {
 
 /// The kinds of event an alert hook can hear of: `[alerts] on` chooses among them (all by
 /// default).
-pub const ALERT_EVENTS: [&str; 5] = ["memory-warn", "pressure", "oom-kill", "pids-max", "exit"];
+pub const ALERT_EVENTS: [&str; 6] = [
+    "memory-warn",
+    "bot-memory-warn",
+    "pressure",
+    "oom-kill",
+    "pids-max",
+    "exit",
+];
 
 /// The reasons of an end (the `exit` event's `reason`). A clean exit (`exited` with status 0)
 /// never reaches the hook.
