@@ -181,6 +181,15 @@ pub fn choice(policy: &Policy, h: &Hierarchy) -> (bool, String) {
                             h.own
                         ),
                     ),
+                    // Delegated, but claude-cage sits at its top: the placement's error says
+                    // how to fix it, rather than cages made outside the delegated subtree.
+                    Err(_) if cgroup::own_is_delegated(h) => (
+                        false,
+                        format!(
+                            "claude-cage's cgroup {} is delegated to it (Delegate=)",
+                            h.own
+                        ),
+                    ),
                     Err(_) => (
                         true,
                         format!(

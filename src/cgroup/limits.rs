@@ -28,6 +28,32 @@ pub struct Applied {
     pub bot_pids_max: Option<Limit>,
 }
 
+/// A limit file's value: `Limit::Max`, bytes, or `None` when the file is missing or unreadable.
+pub fn read_limit(dir: &Path, name: &str) -> Option<Limit> {
+    let t = super::fs::read_optional(dir, name).ok().flatten()?;
+    match t.trim() {
+        "max" => Some(Limit::Max),
+        n => n.parse().ok().map(Limit::Bytes),
+    }
+}
+
+impl Applied {
+    /// The memory limits as the cage's files (and its bot's) say now: `claude-cage set` may
+    /// have changed them since they were written. A file that cannot be read (a systemd scope
+    /// already gone) leaves the value as it was; so does "max" where nothing was set.
+    pub fn refresh(&mut self, cage_dir: &Path, bot_dir: &Path) {
+        let now = |old: Option<Limit>, dir: &Path, file: &str| match (old, read_limit(dir, file)) {
+            (None, Some(Limit::Max)) | (_, None) => old,
+            (_, new) => new,
+        };
+        self.memory_high = now(self.memory_high, cage_dir, MEMORY_HIGH);
+        self.memory_max = now(self.memory_max, cage_dir, MEMORY_MAX);
+        if self.bot_memory_max.is_some() {
+            self.bot_memory_max = now(self.bot_memory_max, bot_dir, MEMORY_MAX);
+        }
+    }
+}
+
 /// The limits of `policy` that a cage with `controllers` gets, the bot's aggregate ones
 /// included; `oom_group` is set once it is written ([`write_oom_group`]).
 pub fn for_cage(policy: &Policy, controllers: &[Controller]) -> Applied {
@@ -181,6 +207,35 @@ mod tests {
 
     fn policy(text: &str) -> Policy {
         crate::policy::parse(text, "p", &Default::default(), 1 << 30).unwrap()
+    }
+
+    /// The end's line names the limits the files hold then (`set` may have changed them); a
+    /// file that is gone or says "max" where nothing was set changes nothing.
+    #[test]
+    fn refresh_reads_the_files() {
+        let d = std::env::temp_dir().join(format!("claude-cage-refresh-{}", std::process::id()));
+        let (cage, bot) = (d.join("bot/cage"), d.join("bot"));
+        std::fs::create_dir_all(&cage).unwrap();
+        std::fs::write(cage.join(MEMORY_MAX), "209715200\n").unwrap();
+        std::fs::write(cage.join(MEMORY_HIGH), "max\n").unwrap();
+        std::fs::write(bot.join(MEMORY_MAX), "max\n").unwrap();
+        let mut a = Applied {
+            memory_max: Some(Limit::Bytes(4 << 30)),
+            memory_high: None,
+            bot_memory_max: Some(Limit::Bytes(12 << 30)),
+            ..Applied::default()
+        };
+        a.refresh(&cage, &bot);
+        assert_eq!(a.memory_max, Some(Limit::Bytes(200 << 20)));
+        assert_eq!(a.memory_high, None, "max where none was set");
+        assert_eq!(a.bot_memory_max, Some(Limit::Max), "raised to max by set");
+        let mut b = Applied {
+            memory_max: Some(Limit::Bytes(1 << 30)),
+            ..Applied::default()
+        };
+        b.refresh(&d.join("gone"), &d.join("gone"));
+        assert_eq!(b.memory_max, Some(Limit::Bytes(1 << 30)), "unreadable: unchanged");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     /// A limit is applied only where its controller is: the `start` event never claims one the

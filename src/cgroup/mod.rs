@@ -17,7 +17,7 @@ pub use cage::{Cage, Counters};
 pub use fs::{is_marked, mark, wait_unpopulated};
 pub use limits::Applied;
 pub use mount::Hierarchy;
-pub use placement::{Placement, choose_parent, missing_at_root, plan};
+pub use placement::{Placement, choose_parent, missing_at_root, own_is_delegated, plan};
 
 /// A cgroup operation that failed; the message names the operation and the path.
 #[derive(Debug, thiserror::Error)]

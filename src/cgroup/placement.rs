@@ -56,6 +56,18 @@ pub fn choose_parent(h: &Hierarchy, parent: &Parent) -> Result<PathBuf, CgroupEr
             if is_delegated(&parent_dir) {
                 return Ok(parent_dir);
             }
+            if is_delegated(&own_dir) {
+                // Delegate= without the bot moved into a subgroup (DelegateSubgroup= unknown to
+                // systemd before 254, or forgotten): the cages belong in this subtree, but the
+                // kernel allows none beside the processes at its top.
+                return Err(CgroupError::Placement(format!(
+                    "cannot place cages: claude-cage runs at the top of its delegated cgroup {own}, \
+                     where the kernel allows no cage beside its processes. Move the bot into a child \
+                     cgroup: DelegateSubgroup=supervisor (systemd 254 or later; before 254, start the \
+                     bot with ExecStart=claude-cage subgroup -- BOT-COMMAND)",
+                    own = h.own,
+                )));
+            }
             Err(CgroupError::Placement(format!(
                 "cannot place cages automatically: claude-cage runs in cgroup {own}, and its parent {parent} \
                  is not delegated to it. Run the bot in a systemd service with Delegate=yes and \
@@ -72,6 +84,12 @@ pub fn choose_parent(h: &Hierarchy, parent: &Parent) -> Result<PathBuf, CgroupEr
 
 /// Whether `dir` was delegated to us: marked so by systemd, or (for a non-root user) writable,
 /// which only a delegation makes it.
+/// Whether claude-cage's own cgroup was delegated to it (not the root, and marked or owned as
+/// [`choose_parent`] says).
+pub fn own_is_delegated(h: &Hierarchy) -> bool {
+    h.own != "/" && is_delegated(&h.dir(&h.own))
+}
+
 fn is_delegated(dir: &Path) -> bool {
     let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
         return false;

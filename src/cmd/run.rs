@@ -169,6 +169,10 @@ fn cage_and_run(plan: Plan, original_mask: SigSet) -> Result<i32, RunError> {
     )
     .unwrap_or_else(|e| supervise::abandon(&child, &cage, &e));
     let duration = started.elapsed();
+    // The line and the exit event name the limits the cage had at its end, which
+    // `claude-cage set` may have changed: read before the teardown removes the files.
+    let mut applied = cage.applied.clone();
+    applied.refresh(&cage.dir, &cage.bot_dir);
 
     // Teardown.
     let ended = teardown::finish(
@@ -188,7 +192,7 @@ fn cage_and_run(plan: Plan, original_mask: SigSet) -> Result<i32, RunError> {
         peak: ended.peak,
         duration,
         policy: &policy,
-        applied: &cage.applied,
+        applied: &applied,
     }
     .report();
     // The bot's counters outlive the cage (metrics a scrape later still show this end).

@@ -11,9 +11,9 @@
 //! the user's own.
 
 use std::os::fd::AsFd;
-use std::path::Path;
 
 use crate::cgroup::fs;
+use crate::cgroup::limits::read_limit;
 use crate::cmd::kill::Target;
 use crate::policy::{self, Overrides};
 use crate::registry::{CageState, Found};
@@ -88,15 +88,6 @@ fn words(l: Limit) -> String {
     match l {
         Limit::Max => "max".to_owned(),
         Limit::Bytes(b) => Bytes(b).to_string(),
-    }
-}
-
-/// A limit file's value: `Limit::Max`, bytes, or `None` when the file is missing.
-fn read_limit(dir: &Path, name: &str) -> Option<Limit> {
-    let t = fs::read_optional(dir, name).ok().flatten()?;
-    match t.trim() {
-        "max" => Some(Limit::Max),
-        n => n.parse().ok().map(Limit::Bytes),
     }
 }
 

@@ -32,7 +32,8 @@ zcat /usr/share/man/man1/claude-cage.1.gz | grep -q '^\.TH claude-cage 1' || fai
 MANWIDTH=80 man claude-cage 2>/dev/null | col -b >"$T/man.txt"
 grep -q 'claude-cage' "$T/man.txt" || fail "man claude-cage renders nothing"
 # one page per subcommand, with its exit statuses
-MANWIDTH=80 man claude-cage-run 2>/dev/null | col -b >"$T/man-run.txt"
+# (ASCII and wide: groff 1.23 renders "-" as U+2010 in a UTF-8 locale, and no line wraps)
+LC_ALL=C MANWIDTH=200 man claude-cage-run 2>/dev/null | col -b >"$T/man-run.txt"
 grep -q '^EXIT STATUS' "$T/man-run.txt" || fail "man claude-cage-run has no EXIT STATUS section"
 grep -q 'max-runtime or stdin-eof-grace ran out' "$T/man-run.txt" || fail "man claude-cage-run does not explain 124"
 # every relative link of the installed README and docs leads to an installed file

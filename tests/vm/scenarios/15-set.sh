@@ -52,4 +52,6 @@ op lower set "$ida" --memory-max 30M
 assert_eq "$rc" 0 "set --memory-max 30M: status ($(cat "$T/lower.err"))"
 wait "$pa"
 check_exit "$T/a.events" "$?" 137 oom-killed
+# The line names the limit the cage had at its end, the one set wrote, not the policy's.
+check_one_line "$T/a.err" "$T/a.events" 'killed by the kernel OOM killer at memory\.max 30\.0 MiB '
 check_gone "$T/a.events" bot
