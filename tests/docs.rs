@@ -216,3 +216,70 @@ fn the_quick_start_shows_the_files_the_package_ships() {
         }
     }
 }
+
+/// The quick start's commands from section 2 on are what tests/systemd/bots runs in a Debian
+/// guest (each line of each `sh` block appears in its scenario), but for the few a guest
+/// without network or a real webhook must do otherwise, each named here with what it does
+/// instead.
+#[test]
+fn the_quick_start_commands_are_the_ones_the_guest_runs() {
+    let text = std::fs::read_to_string(root().join("docs/quickstart.md")).unwrap();
+    let scenario =
+        std::fs::read_to_string(root().join("tests/systemd/bots/10-quickstart-bots.sh")).unwrap();
+    // (the line, what the guest does instead)
+    let instead = [
+        (
+            "apt-get install -y nodejs npm python3-venv",
+            "tests/systemd/bots/suite.conf: the packages are in the image's root",
+        ),
+        (
+            "(cd /opt/ts-bot && npm install @anthropic-ai/claude-agent-sdk)",
+            "tests/systemd/bots/image: npm install on the host, copied in",
+        ),
+        (
+            "python3 -m venv /opt/py-bot/venv && /opt/py-bot/venv/bin/pip install claude-agent-sdk",
+            "tests/systemd/bots/image: the venv made in the image from wheels fetched on the host",
+        ),
+        (
+            "echo 'WEBHOOK_URL=https://hooks.example.com/claude-cage' >/etc/claude-cage/$b.webhook",
+            "the URL of the scenario's local listener",
+        ),
+        (
+            "echo 'ANTHROPIC_API_KEY=sk-ant-...' >/etc/$b/env && chmod 0600 /etc/$b/env",
+            "the stand-in API's URL and a test key in the same file, mode 0600",
+        ),
+    ];
+    let start = text.find("\n## 2.").expect("a section 2");
+    let mut in_sh = false;
+    let mut missing = Vec::new();
+    let mut used = vec![false; instead.len()];
+    for l in text[start..].lines() {
+        match l {
+            "```sh" => in_sh = true,
+            "```" => in_sh = false,
+            _ if in_sh => {
+                let line = l.trim();
+                if line.is_empty() {
+                    continue;
+                }
+                if let Some(i) = instead.iter().position(|(d, _)| *d == line) {
+                    used[i] = true;
+                } else if !scenario.lines().any(|s| s.contains(line)) {
+                    missing.push(line.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "commands of docs/quickstart.md that tests/systemd/bots/10-quickstart-bots.sh does not run:\n{}",
+        missing.join("\n")
+    );
+    for (i, (line, why)) in instead.iter().enumerate() {
+        assert!(
+            used[i],
+            "the exception for `{line}` ({why}) is no longer in docs/quickstart.md"
+        );
+    }
+}

@@ -234,7 +234,11 @@ mod tests {
             ..Applied::default()
         };
         b.refresh(&d.join("gone"), &d.join("gone"));
-        assert_eq!(b.memory_max, Some(Limit::Bytes(1 << 30)), "unreadable: unchanged");
+        assert_eq!(
+            b.memory_max,
+            Some(Limit::Bytes(1 << 30)),
+            "unreadable: unchanged"
+        );
         std::fs::remove_dir_all(&d).unwrap();
     }
 

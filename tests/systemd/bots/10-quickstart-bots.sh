@@ -3,7 +3,8 @@
 # differences only: the SDKs were installed into the image (`npm install`, `pip install`: the
 # guest has no network), the webhook URL is a local listener, and each bot's environment file
 # points Claude Code at a local stand-in Messages API. The TypeScript bot and the Python bot run
-# as services with the real Agent SDKs and the real Claude Code. The TypeScript bot's Claude Code
+# as services with the real Agent SDKs and the real Claude Code. (tests/docs.rs checks that the
+# guide's commands are the ones run here.) The TypeScript bot's Claude Code
 # runs a tool that holds 300 MB; the operator lowers the live cage's memory.max to 200M
 # (`claude-cage set`), and the kernel OOM-kills that cage. Then: the SDK's error in the bot's
 # journal carries claude-cage's line, the events file the exit event with `oom-limit` cage, the
@@ -16,7 +17,7 @@ d=/usr/share/doc/claude-cage
 B=$T/bots
 mkdir -p "$B"
 cleanup() {
-	systemctl stop ts-bot.service py-bot.service 2>/dev/null
+	systemctl disable --now ts-bot.service py-bot.service 2>/dev/null
 	[ -n "${serve:-}" ] && kill -TERM "$serve" 2>/dev/null && wait "$serve" 2>/dev/null
 	return 0
 }
@@ -69,7 +70,7 @@ done
 # --- 4. One unit per bot
 install -m 0644 $d/packaging/systemd/ts-bot.service $d/packaging/systemd/py-bot.service /etc/systemd/system/
 systemctl daemon-reload
-systemctl start ts-bot.service py-bot.service
+systemctl enable --now ts-bot.service py-bot.service
 
 # --- 5. Check inside the service
 claude-cage check --unit ts-bot.service --policy /etc/claude-cage/ts-bot.toml >"$T/check.out" 2>&1
