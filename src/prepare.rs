@@ -96,11 +96,6 @@ pub fn prepare(inv: Invocation) -> Result<Plan, RunError> {
         ));
     }
     let backend = backend::choose(&policy)?;
-    if backend.is_systemd() && !policy.bot_if_unsupported_warn {
-        if let Some(why) = backend::bot_limits_unsupported(&policy) {
-            return Err(RunError::Unsupported(why));
-        }
-    }
     let log = EventLog::open(policy.events_file.as_deref()).map_err(|source| RunError::Events {
         path: policy.events_file.clone().unwrap_or_default(),
         source,

@@ -210,20 +210,19 @@ pub fn survey(h: &Hierarchy) -> Survey {
     out
 }
 
-/// The cages of one bot (the children of its cgroup), with their state files: what `run` looks
-/// at, cheaply, before it starts a new cage.
-pub fn survey_bot(bot_dir: &Path) -> Vec<Found> {
-    let bot = bot_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+/// The cages of one bot (the children of its cgroup: directories `<bot>-<pid>-<n>`, or the
+/// scopes `claude-cage-<bot>-<pid>-<n>.scope` of its systemd slice), with their state files:
+/// what `run` looks at, cheaply, before it starts a new cage.
+pub fn survey_bot(bot_dir: &Path, bot: &str) -> Vec<Found> {
+    let bot = bot.to_owned();
     let Ok(rd) = std::fs::read_dir(bot_dir) else {
         return Vec::new();
     };
     let dirs = state::readable_dirs();
     let mut out = Vec::new();
     for e in rd.flatten() {
-        let id = e.file_name().to_string_lossy().into_owned();
+        let name = e.file_name().to_string_lossy().into_owned();
+        let id = scope_cage_id(&name).unwrap_or(&name).to_owned();
         if !e.file_type().is_ok_and(|t| t.is_dir()) || cage_pid(&bot, &id).is_none() {
             continue;
         }
@@ -286,8 +285,8 @@ pub fn reap_orphan(found: &Found, dry_run: bool) -> Result<String, String> {
 }
 
 /// Reaps the orphans of one bot; returns the lines describing what was done.
-pub fn reap_bot(bot_dir: &std::path::Path) -> Vec<String> {
-    survey_bot(bot_dir)
+pub fn reap_bot(bot_dir: &std::path::Path, bot: &str) -> Vec<String> {
+    survey_bot(bot_dir, bot)
         .iter()
         .filter(|f| f.state == CageState::Orphaned)
         .map(|f| reap_orphan(f, false).unwrap_or_else(|e| e))

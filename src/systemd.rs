@@ -106,16 +106,19 @@ impl Manager {
             // A failed scope is collected too, so no unit is left behind.
             ("CollectMode", Value::from("inactive-or-failed")),
         ];
-        props.extend(limit_properties(&Limits {
-            memory_high: policy.memory_high,
-            memory_max: policy.memory_max,
-            swap_max: policy.swap_max,
-            // Unset means unlimited, as with cgroupfs; left out, systemd would apply its
-            // DefaultTasksMax= (15% of the kernel's limit) to the scope.
-            pids_max: Some(policy.pids_max.unwrap_or(Limit::Max)),
-            cpu_max: policy.cpu_max,
-            cpu_weight: policy.cpu_weight,
-        }));
+        props.extend(limit_properties(
+            &Limits {
+                memory_high: policy.memory_high,
+                memory_max: policy.memory_max,
+                swap_max: policy.swap_max,
+                // Unset means unlimited, as with cgroupfs; left out, systemd would apply its
+                // DefaultTasksMax= (15% of the kernel's limit) to the scope.
+                pids_max: Some(policy.pids_max.unwrap_or(Limit::Max)),
+                cpu_max: policy.cpu_max,
+                cpu_weight: policy.cpu_weight,
+            },
+            1,
+        ));
         let aux: Vec<(&str, Vec<(&str, Value<'_>)>)> = Vec::new();
         self.run_job(
             "start",
@@ -129,7 +132,8 @@ impl Manager {
     /// that systemd's idea of the scope matches its cgroup files and it never re-applies the
     /// old values. `Ok(false)`: this manager has no such unit (a scope of another manager).
     pub fn set_limits(&self, unit: &str, limits: &Limits) -> Result<bool, SystemdError> {
-        let props = limit_properties(limits);
+        let holders = u64::from(unit.ends_with(".scope"));
+        let props = limit_properties(limits, holders);
         match self
             .proxy
             .call::<_, _, ()>("SetUnitProperties", &(unit, true, props))
@@ -148,10 +152,9 @@ impl Manager {
         }
     }
 
-    /// The cgroup (relative to the cgroup2 mount) that the scope `scope` in `slice` will have:
-    /// the manager's own cgroup, then the slice's ancestors by systemd's naming rule
-    /// ("a-b.slice" lives in "a.slice"; systemd.slice(5)), then the scope.
-    pub fn scope_cgroup(&self, slice: &str, scope: &str) -> Result<String, SystemdError> {
+    /// The cgroup (relative to the cgroup2 mount) of the slice `slice` of this manager: the
+    /// manager's own cgroup, then the slice's ancestors by systemd's naming rule.
+    pub fn slice_cgroup(&self, slice: &str) -> Result<String, SystemdError> {
         let root: String =
             self.proxy
                 .get_property("ControlGroup")
@@ -161,7 +164,7 @@ impl Manager {
                     source: e,
                 })?;
         Ok(format!(
-            "{}{}/{scope}",
+            "{}{}",
             root.trim_end_matches('/'),
             slice_path(slice)
         ))
@@ -235,9 +238,9 @@ pub struct Limits {
     pub cpu_weight: Option<u32>,
 }
 
-/// The unit properties of `limits`. TasksMax= is one more than the cage's pids.max: the scope's
-/// holder is a task too (`sys::spawn_holder`).
-fn limit_properties(limits: &Limits) -> Vec<(&'static str, Value<'static>)> {
+/// The unit properties of `limits`; TasksMax= allows `holders` more tasks than `pids_max` (a
+/// scope's holder is a task too: `sys::spawn_holder`).
+fn limit_properties(limits: &Limits, holders: u64) -> Vec<(&'static str, Value<'static>)> {
     let bytes = |l: Option<Limit>| l.map(|l| l.bytes().unwrap_or(u64::MAX));
     let mut props = Vec::new();
     if let Some(v) = bytes(limits.memory_high) {
@@ -252,7 +255,7 @@ fn limit_properties(limits: &Limits) -> Vec<(&'static str, Value<'static>)> {
     match bytes(limits.pids_max) {
         None => {}
         Some(u64::MAX) => props.push(("TasksMax", Value::from(u64::MAX))),
-        Some(n) => props.push(("TasksMax", Value::from(n.saturating_add(1)))),
+        Some(n) => props.push(("TasksMax", Value::from(n.saturating_add(holders)))),
     }
     if let Some(c) = limits.cpu_max {
         let per_sec = match c {

@@ -22,7 +22,7 @@ pub(super) fn create(placement: &Placement, req: Request<'_>) -> Result<Created,
     warn_cgroupns_leak(policy, &placement.hierarchy);
     // Orphans of this bot (a supervisor that was SIGKILLed) are reaped before a new
     // cage starts: one directory read when there are none.
-    for line in registry::reap_bot(&placement.parent.join(name)) {
+    for line in registry::reap_bot(&placement.parent.join(name), name) {
         crate::note!("{line}");
     }
     let cage = Cage::create(placement, name, policy)?;

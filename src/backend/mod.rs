@@ -203,20 +203,6 @@ pub fn choice(policy: &Policy, h: &Hierarchy) -> (bool, String) {
     }
 }
 
-/// Why `run` refuses a policy with `[bot]` limits on the systemd backend, unless the policy's
-/// `[bot] if-unsupported = "warn"` accepts running without them (then it warns).
-pub fn bot_limits_unsupported(policy: &Policy) -> Option<String> {
-    (policy.bot_memory_max.is_some()
-        || policy.bot_memory_high.is_some()
-        || policy.bot_pids_max.is_some())
-    .then(|| {
-        format!(
-            "[bot] limits cannot be applied with the systemd backend (each cage is a scope in {}): give that slice MemoryMax= and TasksMax= instead and remove them from the policy, delegate the service's cgroup (Delegate=) so that the cgroupfs backend applies them, or set [bot] if-unsupported = \"warn\" to run without them",
-            policy.slice
-        )
-    })
-}
-
 /// Whether the service manager runs this machine: PID 1 is systemd (sd_booted(3)).
 pub fn booted() -> bool {
     Path::new("/run/systemd/system").is_dir()

@@ -28,11 +28,6 @@ pub(super) fn create(
     mut req: Request<'_>,
 ) -> Result<Created, RunError> {
     let (name, policy) = (req.name, req.policy);
-    // Without `[bot] if-unsupported = "warn"`, prepare refused the policy before anything
-    // existed.
-    if let Some(why) = super::bot_limits_unsupported(policy) {
-        crate::warning!("{why}");
-    }
     warn_cgroupns_leak(policy, h);
     // Controllers systemd can give a scope: those of the root of the hierarchy.
     if let Some(c) = cgroup::missing_at_root(h, &policy.require)?.first() {
@@ -53,11 +48,20 @@ pub(super) fn create(
             .collect::<Vec<_>>()
             .join(" ")
     );
+    // The bot's cages share a slice of their own, which carries the [bot] limits.
+    let slice = cgroup::id::bot_slice(&policy.slice, name);
+    let slice_dir = h.dir(&manager.slice_cgroup(&slice)?);
+    bot_slice_limits(&manager, &slice, &slice_dir, policy)?;
+    // Orphans of this bot (a supervisor that was SIGKILLed) are reaped before a new cage
+    // starts, as the cgroupfs backend does: one directory read when there are none.
+    for line in crate::registry::reap_bot(&slice_dir, name) {
+        crate::note!("{line}");
+    }
     let pid = std::process::id();
     for serial in 1..=16 {
         let id = cgroup::id::cage_id(name, pid, serial);
         let scope = cgroup::id::scope_name(&id);
-        let dir = h.dir(&manager.scope_cgroup(&policy.slice, &scope)?);
+        let dir = slice_dir.join(&scope);
         if dir.exists() {
             // Never join an existing cage.
             continue;
@@ -80,7 +84,7 @@ pub(super) fn create(
         let pids: Vec<Pid> = std::iter::once(holder.0)
             .chain(early.as_ref().map(|p| p.pid))
             .collect();
-        if let Err(e) = manager.start_scope(&scope, &policy.slice, &description, &pids, policy) {
+        if let Err(e) = manager.start_scope(&scope, &slice, &description, &pids, policy) {
             if let Some(p) = early {
                 p.cancel();
             }
@@ -116,6 +120,36 @@ pub(super) fn create(
         };
     }
     Err(CgroupError::Placement(format!("could not find a free cage id for bot {name}")).into())
+}
+
+/// Gives the bot's slice the policy's `[bot]` limits for this boot (`SetUnitProperties`:
+/// `MemoryHigh=`, `MemoryMax=`, `TasksMax=`; an unset one is `infinity`, so the policy is the
+/// whole truth, as the cgroupfs backend's bot cgroup). Skipped when the slice's cgroup already
+/// holds them, so a bot's every cage after its first costs three file reads, not a bus call; a
+/// slice without a cgroup yet (no live cage) may still carry an earlier run's properties, so it
+/// is always set.
+fn bot_slice_limits(
+    manager: &crate::systemd::Manager,
+    slice: &str,
+    dir: &Path,
+    policy: &crate::policy::Policy,
+) -> Result<(), RunError> {
+    use crate::units::Limit;
+    let want = crate::systemd::Limits {
+        memory_high: Some(policy.bot_memory_high.unwrap_or(Limit::Max)),
+        memory_max: Some(policy.bot_memory_max.unwrap_or(Limit::Max)),
+        pids_max: Some(policy.bot_pids_max.unwrap_or(Limit::Max)),
+        ..Default::default()
+    };
+    let holds = |file: &str, l: Option<Limit>| limits::read_limit(dir, file) == l;
+    if holds(cgroup::fs::MEMORY_HIGH, want.memory_high)
+        && holds(cgroup::fs::MEMORY_MAX, want.memory_max)
+        && holds(cgroup::fs::PIDS_MAX, want.pids_max)
+    {
+        return Ok(());
+    }
+    manager.set_limits(slice, &want)?;
+    Ok(())
 }
 
 /// Makes the started scope a cage: checks that systemd put its processes where predicted, moves
@@ -172,14 +206,9 @@ fn finish(
     } else {
         limits::enable(&cage.dir, &wanted)?;
     }
-    // systemd wrote the limits (the scope's properties); the bot's aggregate ones it does not
-    // apply (see the warning in `create`).
-    cage.applied = limits::Applied {
-        bot_memory_high: None,
-        bot_memory_max: None,
-        bot_pids_max: None,
-        ..limits::for_cage(policy, &wanted)
-    };
+    // systemd wrote the limits: the scope's properties, and the bot's on its slice
+    // (`bot_slice_limits`).
+    cage.applied = limits::for_cage(policy, &wanted);
     if wanted.contains(&Controller::Memory) {
         // systemd has no property for memory.oom.group on a scope before v253; the file is
         // written directly. A group kill spares only a holder the OOM killer ignores

@@ -277,11 +277,19 @@ impl Cage {
             .unwrap_or(0)
     }
 
-    /// The bot cgroup's `memory.events oom` counter: how often the bot's aggregate limit was hit.
+    /// The bot cgroup's own `oom` counter (`memory.events.local`; `memory.events` before 5.2,
+    /// which also counts its cages' own limits): how often the bot's aggregate limit was hit.
+    /// It counts over the bot cgroup's life, which outlasts a cage (a systemd bot slice stays):
+    /// a cage compares it with its value at the cage's start.
     pub fn bot_oom(&self) -> u64 {
-        let mem = fs::read_optional(&self.bot_dir, MEMORY_EVENTS)
+        let mem = fs::read_optional(&self.bot_dir, fs::MEMORY_EVENTS_LOCAL)
             .ok()
             .flatten()
+            .or_else(|| {
+                fs::read_optional(&self.bot_dir, MEMORY_EVENTS)
+                    .ok()
+                    .flatten()
+            })
             .unwrap_or_default();
         fs::keyed(&mem, "oom").unwrap_or(0)
     }

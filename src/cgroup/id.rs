@@ -45,6 +45,23 @@ pub fn scope_cage_id(name: &str) -> Option<&str> {
     name.strip_prefix(SCOPE_PREFIX)?.strip_suffix(SCOPE_SUFFIX)
 }
 
+/// The slice of a bot's cages under the systemd backend, a child of `slice`: a dash in a
+/// slice's name is a level (systemd.slice(5)), so the bot's own dashes are escaped as
+/// systemd-escape(1) does ("claude-cage.slice" and "ts-bot": "claude-cage-ts\x2dbot.slice").
+pub fn bot_slice(slice: &str, bot: &str) -> String {
+    let bot = bot.replace('-', "\\x2d");
+    match slice.strip_suffix(".slice") {
+        Some("-") | Some("") | None => format!("{bot}.slice"),
+        Some(stem) => format!("{stem}-{bot}.slice"),
+    }
+}
+
+/// Whether a cgroup directory's name is the slice [`bot_slice`] makes for `bot`.
+pub fn is_bot_slice(dir_name: &str, bot: &str) -> bool {
+    let own = bot_slice("-.slice", bot);
+    dir_name == own || dir_name.ends_with(&format!("-{own}"))
+}
+
 const SCOPE_PREFIX: &str = "claude-cage-";
 const SCOPE_SUFFIX: &str = ".scope";
 
@@ -90,5 +107,14 @@ mod tests {
         assert_eq!(scope_cage_id("session-1.scope"), None);
         assert!(is_scope("claude-cage-bot-1-1.scope".as_ref()));
         assert!(!is_scope("bot-1-1".as_ref()));
+        assert_eq!(
+            bot_slice("claude-cage.slice", "ts-bot"),
+            "claude-cage-ts\\x2dbot.slice"
+        );
+        assert_eq!(bot_slice("bots.slice", "a"), "bots-a.slice");
+        assert_eq!(bot_slice("-.slice", "a-b"), "a\\x2db.slice");
+        assert!(is_bot_slice("claude-cage-ts\\x2dbot.slice", "ts-bot"));
+        assert!(!is_bot_slice("claude-cage.slice", "ts-bot"));
+        assert!(!is_bot_slice("claude-cage-xts\\x2dbot.slice", "ts-bot"));
     }
 }

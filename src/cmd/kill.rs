@@ -184,7 +184,7 @@ fn ask_supervisor(f: &Found) -> Result<Option<(Pid, std::os::fd::OwnedFd)>, Stri
         // was identified, not a later one with its pid.
         let still = match &f.record {
             Some(r) => state::supervisor_alive(r),
-            None => registry::survey_bot(&f.bot_dir())
+            None => registry::survey_bot(&f.bot_dir(), &f.bot)
                 .iter()
                 .any(|g| g.id == f.id && g.state == CageState::Starting),
         };

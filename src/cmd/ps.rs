@@ -286,16 +286,21 @@ pub struct BotUsage {
     pub pids_max: Option<u64>,
 }
 
-/// The bot cgroups of the rows' cages; none for a systemd scope, whose parent is the slice that
-/// every bot shares.
+/// The bot cgroups of the rows' cages: a cgroupfs cage's parent, or a systemd scope's when that
+/// is the bot's own slice (not a slice every bot shares).
 pub fn bot_usage(rows: &[Row]) -> BTreeMap<String, BotUsage> {
     let mut out = BTreeMap::new();
     for r in rows {
         let cage = std::path::Path::new(&r.cgroup);
-        if out.contains_key(&r.bot) || cage.file_name().is_none_or(crate::cgroup::id::is_scope) {
+        let Some(dir) = cage.parent() else { continue };
+        let scope = cage.file_name().is_none_or(crate::cgroup::id::is_scope);
+        let own_slice = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| crate::cgroup::id::is_bot_slice(n, &r.bot));
+        if out.contains_key(&r.bot) || (scope && !own_slice) {
             continue;
         }
-        let Some(dir) = cage.parent() else { continue };
         out.insert(
             r.bot.clone(),
             BotUsage {

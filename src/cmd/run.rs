@@ -137,6 +137,9 @@ fn cage_and_run(plan: Plan, original_mask: SigSet) -> Result<i32, RunError> {
         limits: Limits::from(&cage.applied),
     });
 
+    // The bot's limit hit before this cage existed is not this cage's.
+    let bot_oom_before = cage.bot_oom();
+
     // Supervise.
     let (mut alerts, alert_warnings) = Alerts::arm(
         &policy.alerts,
@@ -188,7 +191,7 @@ fn cage_and_run(plan: Plan, original_mask: SigSet) -> Result<i32, RunError> {
     let report = End {
         outcome: &ended.outcome,
         counters: ended.counters,
-        bot_oom: ended.bot_oom,
+        bot_oom: ended.bot_oom.saturating_sub(bot_oom_before),
         peak: ended.peak,
         duration,
         policy: &policy,

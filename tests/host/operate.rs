@@ -280,12 +280,12 @@ fn check_catches_the_traps_of_a_deployment() {
         "{text}"
     );
 
-    // [bot] limits with the systemd backend: run refuses them, and check says so; accepted with
-    // if-unsupported = "warn", a note.
+    // [bot] limits with the systemd backend: the bot's own slice carries them, and check
+    // names it (the bot's dashes escaped as systemd does).
     let bot = t.path("bot.toml");
     std::fs::write(
         &bot,
-        "[cage]\nbackend = \"systemd\"\n[bot]\nmemory-max = \"1G\"\n",
+        "[cage]\nname = \"ts-bot\"\nbackend = \"systemd\"\n[bot]\nmemory-max = \"1G\"\n",
     )
     .unwrap();
     let text = check(None, &bot);
@@ -294,20 +294,10 @@ fn check_catches_the_traps_of_a_deployment() {
         "{text}"
     );
     assert!(
-        text.contains("PROBLEM  [bot] limits cannot be applied with the systemd backend, so `run` refuses this policy (exit 125)\n"),
+        text.contains("OK       backend systemd: the bot's cages are scopes in its slice claude-cage-ts\\x2dbot.slice, which carries the [bot] limits\n"),
         "{text}"
     );
-    std::fs::write(
-        &bot,
-        "[cage]\nbackend = \"systemd\"\n[bot]\nmemory-max = \"1G\"\nif-unsupported = \"warn\"\n",
-    )
-    .unwrap();
-    let text = check(None, &bot);
     assert!(!text.contains("PROBLEM  [bot]"), "{text}");
-    assert!(
-        text.contains("NOTE     [bot] limits cannot be applied with the systemd backend"),
-        "{text}"
-    );
 }
 
 /// The bot's counters outlive its cages: after three runs have ended (two exits, one death by

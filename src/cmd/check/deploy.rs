@@ -80,7 +80,7 @@ impl RunUser {
     }
 }
 
-/// The backend a run picks here, and the `[bot]` limits it cannot apply.
+/// The backend a run picks here, and where the systemd backend puts the bot's cages.
 pub(super) fn backend(r: &mut Report, h: &Hierarchy, policy: &Policy, fix: &str) {
     let (systemd, why) = backend::choice(policy, h);
     let name = if systemd { "systemd" } else { "cgroupfs" };
@@ -88,21 +88,13 @@ pub(super) fn backend(r: &mut Report, h: &Hierarchy, policy: &Policy, fix: &str)
     if !systemd {
         return;
     }
-    if let Some(unsupported) = backend::bot_limits_unsupported(policy) {
-        if policy.bot_if_unsupported_warn {
-            r.note(format!(
-                "{unsupported}; the policy runs without them ([bot] if-unsupported = \"warn\")"
-            ));
-        } else {
-            r.problem(
-                "[bot] limits cannot be applied with the systemd backend, so `run` refuses this policy (exit 125)",
-                format!(
-                    "delegate the service's cgroup so that the cgroupfs backend applies them ({fix}); or give the slice {} MemoryMax= and TasksMax= and remove [bot] from the policy; or set [bot] if-unsupported = \"warn\"",
-                    policy.slice
-                ),
-            );
-        }
-    } else if matches!(policy.backend, policy::Backend::Auto) && h.own.contains(".service") {
+    if let Some(bot) = policy.name.as_deref() {
+        r.ok(format!(
+            "backend systemd: the bot's cages are scopes in its slice {}, which carries the [bot] limits",
+            crate::cgroup::id::bot_slice(&policy.slice, bot)
+        ));
+    }
+    if matches!(policy.backend, policy::Backend::Auto) && h.own.contains(".service") {
         r.note(format!(
             "cages will be transient scopes outside {}: if the service was meant to hold them, {fix}",
             h.own

@@ -4,6 +4,10 @@
 
 # claude-cage.slice is below claude.slice (a dash in a slice name is a level: systemd.slice(5))
 SLICE_CG=/claude.slice/claude-cage.slice
+# bot_slice BOT: the slice of BOT's cages in claude-cage.slice (the bot's dashes escaped as
+# systemd-escape does); bot_cg BOT: its cgroup
+bot_slice() { echo "claude-cage-$(echo "$1" | sed 's/-/\\x2d/g').slice"; }
+bot_cg() { echo "$SLICE_CG/$(bot_slice "$1")"; }
 BOT_ENV=(env XDG_RUNTIME_DIR=/run/user/1000)
 
 # as_bot CMD...: run CMD as the user bot (uid 1000), with its user manager reachable
@@ -19,12 +23,13 @@ unit_prop() {
 		systemctl show -P "$2" "$1"
 	fi
 }
-# cage_units [--user]: the loaded claude-cage-* units, one name a line
+# cage_units [--user]: the loaded cage scopes (claude-cage-*.scope), one name a line (a bot's
+# slice, claude-cage-<bot>.slice, stays: it carries the bot's limits, like claude-cage.slice)
 cage_units() {
 	if [ "${1:-}" = --user ]; then
-		as_bot systemctl --user list-units --all --no-legend --plain 'claude-cage-*' | awk '{print $1}'
+		as_bot systemctl --user list-units --all --no-legend --plain 'claude-cage-*.scope' | awk '{print $1}'
 	else
-		systemctl list-units --all --no-legend --plain 'claude-cage-*' | awk '{print $1}'
+		systemctl list-units --all --no-legend --plain 'claude-cage-*.scope' | awk '{print $1}'
 	fi
 }
 no_cage_units() { [ -z "$(cage_units "$@")" ]; }

@@ -1,12 +1,12 @@
-# systemd backend as root: a cage is a transient scope claude-cage-<cage-id>.scope in
-# claude-cage.slice, with the policy's limits as unit properties and in the cgroup files, the
+# systemd backend as root: a cage is a transient scope claude-cage-<cage-id>.scope in its bot's
+# slice in claude-cage.slice, with the policy's limits as unit properties and in the cgroup files, the
 # child in <scope>/main and claude-cage's holder (which keeps the scope until the cage's figures
 # are read) in <scope>/hold; SIGTERM ends it (143, terminated) and the scope and holder are gone;
 # an over-allocation is OOM-killed, three times over (systemd removing an empty scope at once
 # raced the read of the counters before the holder): 137, reason oom-killed, oom-kills and
 # memory-peak in the exit event, one 'claude-cage: ' line, no unit left.
-# `set` changes a live scope's unit properties and files together.
-# [bot] limits do not apply with the systemd backend: a warning says so.
+# `set` changes a live scope's unit properties and files together. [bot] limits are the
+# properties of the bot's own slice, claude-cage-<bot>.slice in claude-cage.slice.
 # vmtest-timeout: 120
 
 systemd_policy "$T/p.toml" sd-root \
@@ -24,8 +24,8 @@ pid=$(ev_field "$T/run.events" start pid)
 note "cage $id, scope $scope, child $pid"
 assert_eq "$(cage_units)" "$scope" "the claude-cage units while the cage runs"
 assert_eq "$(unit_prop "$scope" ActiveState)" active "$scope ActiveState"
-assert_eq "$(unit_prop "$scope" Slice)" claude-cage.slice "$scope Slice"
-assert_eq "$(unit_prop "$scope" ControlGroup)" "$SLICE_CG/$scope" "$scope ControlGroup"
+assert_eq "$(unit_prop "$scope" Slice)" "$(bot_slice sd-root)" "$scope Slice"
+assert_eq "$(unit_prop "$scope" ControlGroup)" "$(bot_cg sd-root)/$scope" "$scope ControlGroup"
 assert_eq "$(unit_prop "$scope" MemoryMax)" 67108864 "$scope MemoryMax"
 assert_eq "$(unit_prop "$scope" MemoryHigh)" 50331648 "$scope MemoryHigh"
 assert_eq "$(unit_prop "$scope" MemorySwapMax)" 0 "$scope MemorySwapMax"
@@ -38,13 +38,13 @@ desc=$(unit_prop "$scope" Description)
 case "$desc" in "claude-cage sd-root: "*"sleep 61"*) ;; *) fail "$scope Description: expected 'claude-cage sd-root: ...sleep 61', got '$desc'" ;; esac
 systemctl show -p MemoryMax,MemoryHigh,TasksMax,CPUQuotaPerSecUSec,CPUWeight,Slice,ControlGroup,Description "$scope" | capture show-scope
 # the same limits in the cgroup files, the child in <scope>/main
-dir=$CG$SLICE_CG/$scope
+dir=$CG$(bot_cg sd-root)/$scope
 assert_eq "$(cage_dir "$T/run.events")" "$dir" "start event cgroup"
 assert_eq "$(cat "$dir/memory.max")" 67108864 "$dir/memory.max"
 assert_eq "$(cat "$dir/memory.high")" 50331648 "$dir/memory.high"
 assert_eq "$(cat "$dir/pids.max")" 65 "$dir/pids.max"
 assert_eq "$(cat "$dir/cpu.max")" "50000 100000" "$dir/cpu.max"
-assert_eq "$(cgroup_of "$pid")" "$SLICE_CG/$scope/main" "the child's cgroup"
+assert_eq "$(cgroup_of "$pid")" "$(bot_cg sd-root)/$scope/main" "the child's cgroup"
 holder=$(cat "$dir/hold/cgroup.procs")
 assert_num "$holder" "the one process in $dir/hold"
 assert_eq "$(cat "/proc/$holder/comm")" cage-holder "comm of the holder $holder"
@@ -120,33 +120,40 @@ for n in 1 2 3; do
 	later assert_ge "$(ev_field "$T/oom$n.events" exit memory-peak)" 33554432 "run $n: exit event memory-peak"
 	grep -q 'alloc: touched' "$T/oom$n.out" && fail "alloc touched all 100 MB under MemoryMax=64M"
 	check_no_units
-	[ ! -e "$CG$SLICE_CG/$(scope_of "$T/oom$n.events")" ] || fail "the OOM-killed cage's cgroup is left"
+	[ ! -e "$CG$(bot_cg sd-root)/$(scope_of "$T/oom$n.events")" ] || fail "the OOM-killed cage's cgroup is left"
 	[ -z "$(pgrep -x cage-holder)" ] || fail "holders left after the OOM kill: $(pgrep -x cage-holder | tr '\n' ' ')"
 done
 
-# --- [bot] limits cannot be applied by the systemd backend: run refuses (125, one line, nothing
-# made) unless the policy accepts running without them (if-unsupported = "warn": a warning);
-# check says the same before ---
-systemd_policy "$T/bot.toml" sd-root '[bot]' 'memory-max = "200M"' '[memory]' 'max = "64M"'
+# --- [bot] limits: on the bot's own slice (claude-cage-sd\x2droot.slice), as its properties
+# and in its cgroup files; check names the slice; a later run whose policy has no [bot] limits
+# lifts them (the policy is the whole truth, as with the cgroupfs backend's bot cgroup) ---
+bslice=$(bot_slice sd-root)
+systemd_policy "$T/bot.toml" sd-root '[bot]' 'memory-max = "200M"' 'memory-high = "150M"' 'pids-max = 100' '[memory]' 'max = "64M"'
 op botcheck check --policy "$T/bot.toml"
-assert_eq "$rc" 1 "check of [bot] limits with the systemd backend: status"
-grep -q '^PROBLEM  \[bot\] limits cannot be applied with the systemd backend, so `run` refuses this policy (exit 125)$' "$T/botcheck.out" ||
-	fail "check did not name the [bot] limits: $(grep -E '^(PROBLEM|NOTE)' "$T/botcheck.out")"
-cage bot --policy "$T/bot.toml" -- true
-cat "$T/bot.err"
-assert_eq "$rc" 125 "[bot] limits with the systemd backend: status"
-assert_eq "$(wc -l <"$T/bot.err")" 1 "[bot] limits with the systemd backend: lines on stderr"
-grep -q '^claude-cage: \[bot\] limits cannot be applied with the systemd backend' "$T/bot.err" || fail "no refusal line: $(cat "$T/bot.err")"
-[ ! -s "$T/bot.events" ] || fail "the refused run wrote events: $(cat "$T/bot.events")"
+grep -qxF "OK       backend systemd: the bot's cages are scopes in its slice $bslice, which carries the [bot] limits" "$T/botcheck.out" ||
+	fail "check does not name the bot's slice: $(grep backend "$T/botcheck.out" | joined)"
+cage_bg bot --policy "$T/bot.toml" -- sleep 61
+sup=$!
+wait_event "$T/bot.events" start 20
+assert_eq "$(unit_prop "$bslice" MemoryMax)" 209715200 "$bslice MemoryMax"
+assert_eq "$(unit_prop "$bslice" MemoryHigh)" 157286400 "$bslice MemoryHigh"
+assert_eq "$(unit_prop "$bslice" TasksMax)" 100 "$bslice TasksMax"
+assert_eq "$(cat "$CG$(bot_cg sd-root)/memory.max")" 209715200 "the bot slice's memory.max"
+assert_eq "$(cat "$CG$(bot_cg sd-root)/pids.max")" 100 "the bot slice's pids.max"
+assert_eq "$(ev_field "$T/bot.events" start limits | jq -r '.["bot-memory-max"]')" 209715200 "start event limits.bot-memory-max"
+assert_eq "$(cage_dir "$T/bot.events")" "$CG$(bot_cg sd-root)/$(scope_of "$T/bot.events")" "the cage's cgroup, in the bot's slice"
+kill -TERM "$sup"
+wait "$sup"
+check_exit "$T/bot.events" "$?" 143 terminated
+later check_no_warning "$T/bot.err"
+systemd_policy "$T/nobot.toml" sd-root '[memory]' 'max = "64M"'
+cage nobot --policy "$T/nobot.toml" -- true
+check_exit "$T/nobot.events" "$rc" 0 exited
+assert_eq "$(unit_prop "$bslice" MemoryMax)" infinity "$bslice MemoryMax after a run without [bot] limits"
+assert_eq "$(unit_prop "$bslice" TasksMax)" infinity "$bslice TasksMax after a run without [bot] limits"
 check_no_units
-systemd_policy "$T/botwarn.toml" sd-root '[bot]' 'memory-max = "200M"' 'if-unsupported = "warn"' '[memory]' 'max = "64M"'
-cage botwarn --policy "$T/botwarn.toml" -- true
-cat "$T/botwarn.err"
-check_exit "$T/botwarn.events" "$rc" 0 exited
-grep -q '^claude-cage warning: \[bot\] limits cannot be applied with the systemd backend' "$T/botwarn.err" || fail "no warning about [bot] limits with the systemd backend: $(head -c 300 "$T/botwarn.err")"
-assert_eq "$(ev_field "$T/botwarn.events" start limits | jq -r '.["bot-memory-max"]')" null "start event limits.bot-memory-max"
-check_no_units
-later check_no_state "$(cage_id "$T/botwarn.events")"
+later check_no_state "$(cage_id "$T/bot.events")" "$(cage_id "$T/nobot.events")"
+systemctl revert "$bslice" >/dev/null 2>&1
 
 # --- [cage] cgroupns: the child sees its scope as the root of its cgroup tree, and is in main ---
 systemd_policy "$T/ns.toml" sd-root 'cgroupns = true' '[memory]' 'max = "64M"' '[pids]' 'max = 8'
@@ -166,7 +173,7 @@ printf '[cage]\nname = "sd-auto"\nbackend = "auto"\n[memory]\nmax = "64M"\n' >"$
 cage auto --policy "$T/auto.toml" -- cat /proc/self/cgroup
 cat "$T/auto.err"
 check_exit "$T/auto.events" "$rc" 0 exited
-assert_eq "$(head -n 1 "$T/auto.out")" "0::$SLICE_CG/$(scope_of "$T/auto.events")/main" "the program's own /proc/self/cgroup with backend = auto"
+assert_eq "$(head -n 1 "$T/auto.out")" "0::$(bot_cg sd-auto)/$(scope_of "$T/auto.events")/main" "the program's own /proc/self/cgroup with backend = auto"
 later check_no_warning "$T/auto.err"
 check_no_units
 later check_no_state "$(cage_id "$T/auto.events")"

@@ -9,7 +9,10 @@
 # 137, oom-killed): the kernel stops waiting for a dying victim (MMF_OOM_SKIP, set in its
 # exit_mmap) before every page of it is uncharged, and an allocation in that window starts a
 # second OOM kill.
-# vmtest-timeout: 120
+#
+# Then the same with the ceiling as the policy's [bot] memory-max, which the systemd backend puts
+# on the bot's own slice (claude-cage-sd\x2dbot.slice): the exit event says the bot's limit.
+# vmtest-timeout: 150
 
 slice=$CG$SLICE_CG
 shipped=$(systemctl show -P MemoryMax claude-cage.slice)
@@ -51,3 +54,31 @@ later check_no_state "$(cage_id "$T/a.events")" "$(cage_id "$T/b.events")"
 
 systemctl revert claude-cage.slice >/dev/null || fail "systemctl revert claude-cage.slice failed"
 assert_eq "$(systemctl show -P MemoryMax claude-cage.slice)" "$shipped" "claude-cage.slice MemoryMax after revert"
+
+# --- the same ceiling as the policy's [bot] memory-max, on the bot's own slice: b is OOM-killed
+# at the bot's ceiling (oom-limit "bot" in its exit event, "bot" in its line) and a completes ---
+bslice=$(bot_slice sd-bot)
+bcg=$CG$(bot_cg sd-bot)
+systemd_policy "$T/bot.toml" sd-bot '[bot]' 'memory-max = "120M"' '[memory]' 'max = "100M"' 'swap-max = "0"' 'oom-group = true'
+cage_bg ba --policy "$T/bot.toml" -- alloc 40 12
+pa=$!
+wait_for 40 "cage ba touched its 40 MB" grep -q 'alloc: touched' "$T/ba.out"
+assert_eq "$(systemctl show -P MemoryMax "$bslice")" 125829120 "$bslice MemoryMax"
+assert_eq "$(cat "$bcg/memory.max")" 125829120 "$bcg/memory.max"
+cage_bg bb --policy "$T/bot.toml" -- alloc 85 12
+pb=$!
+wait "$pa"
+ra=$?
+wait "$pb"
+rb=$?
+note "ba: $ra $(ev_field "$T/ba.events" exit reason); bb: $rb $(ev_field "$T/bb.events" exit reason) oom-limit $(ev_field "$T/bb.events" exit oom-limit)"
+cat "$T/ba.err" "$T/bb.err"
+assert_eq "$rb" 137 "status of bb, killed at the bot's ceiling"
+check_exit "$T/bb.events" "$rb" 137 oom-killed
+assert_eq "$(ev_field "$T/bb.events" exit oom-limit)" bot "bb's exit event oom-limit"
+later check_one_line "$T/bb.err" "$T/bb.events" 'bot'
+check_exit "$T/ba.events" "$ra" 0 exited
+assert_ge "$(awk '$1 == "oom_kill" {print $2}' "$bcg/memory.events")" 1 "oom_kill in $bslice memory.events"
+check_no_units
+later check_no_state "$(cage_id "$T/ba.events")" "$(cage_id "$T/bb.events")"
+systemctl revert "$bslice" >/dev/null 2>&1

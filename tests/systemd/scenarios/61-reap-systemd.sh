@@ -32,6 +32,6 @@ journalctl -q --no-pager -u claude-cage-reap.service --since "$since" >"$T/journ
 cat "$T/journal"
 wait_for 10 "the grandchild is dead after reap" dead "$gc"
 check_no_units
-[ ! -e "$CG$SLICE_CG/$scope" ] || fail "the scope's cgroup is left"
+[ ! -e "$CG$(bot_cg reap-sd)/$scope" ] || fail "the scope's cgroup is left"
 [ ! -e "$STATE_DIR/$id.json" ] || fail "state file left: $STATE_DIR/$id.json"
 grep -qF "reaped orphaned cage $id" "$T/journal" || fail "the journal of claude-cage-reap.service does not say it reaped $id: $(tail -n 2 "$T/journal")"
