@@ -138,6 +138,9 @@ impl Backend {
 /// does not run this machine; the systemd backend otherwise.
 pub fn choose(policy: &Policy) -> Result<Backend, RunError> {
     let h = Hierarchy::discover()?;
+    if let Some(why) = h.read_only_problem() {
+        return Err(cgroup::CgroupError::Placement(why).into());
+    }
     if !wants_systemd(policy, &h) {
         let parent = cgroup::choose_parent(&h, &policy.parent)?;
         return Ok(Backend::Cgroupfs(cgroup::plan(h, parent, policy)?));

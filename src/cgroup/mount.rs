@@ -18,6 +18,8 @@ pub struct Hierarchy {
     /// Whether cgroup2 is mounted with `nsdelegate`: only then does the kernel refuse to move a
     /// process out of its cgroup namespace (cgroup-v2.rst, "Delegation Containment").
     pub nsdelegate: bool,
+    /// Whether that mount is read-only (a container runtime's default): no cage can be made.
+    pub read_only: bool,
 }
 
 impl Hierarchy {
@@ -77,6 +79,18 @@ impl Hierarchy {
             own,
             v1_controllers,
             nsdelegate: best.super_options.split(',').any(|o| o == "nsdelegate"),
+            read_only: best.read_only,
+        })
+    }
+
+    /// Why no cage can be made here, when the mount is read-only; `run` refuses with it and
+    /// `check` reports it.
+    pub fn read_only_problem(&self) -> Option<String> {
+        self.read_only.then(|| {
+            format!(
+                "the cgroup2 mount at {} is read-only, as container runtimes mount it by default, so no cage can be made: give the container a private cgroup namespace with a writable cgroup mount (an OCI config's cgroup mount with \"rw\"; Docker mounts it writable only for --privileged containers)",
+                self.mount.display()
+            )
         })
     }
 
@@ -110,6 +124,7 @@ struct Mount {
     mount_point: PathBuf,
     fstype: String,
     super_options: String,
+    read_only: bool,
 }
 
 impl Mount {
@@ -123,6 +138,7 @@ impl Mount {
             mount_point: PathBuf::from(unescape(l.get(4)?)),
             fstype: (*r.first()?).to_owned(),
             super_options: r.get(2).copied().unwrap_or("").to_owned(),
+            read_only: l.get(5).is_some_and(|o| o.split(',').any(|o| o == "ro")),
         })
     }
 }
@@ -194,6 +210,27 @@ mod tests {
         assert_eq!(h.own, "/app");
         let h = Hierarchy::from_texts(mi, "0::/docker/abc\n").unwrap();
         assert_eq!(h.own, "/");
+    }
+
+    /// Docker's mount in a container with a private cgroup namespace (not --privileged).
+    #[test]
+    fn read_only_container_mount() {
+        let mi = "612 604 0:26 / /sys/fs/cgroup ro,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw,nsdelegate\n";
+        let h = Hierarchy::from_texts(mi, "0::/\n").unwrap();
+        assert!(h.read_only);
+        let why = h.read_only_problem().unwrap();
+        assert!(
+            why.starts_with("the cgroup2 mount at /sys/fs/cgroup is read-only"),
+            "{why}"
+        );
+        assert!(
+            why.contains("\"rw\"") && why.contains("--privileged"),
+            "{why}"
+        );
+        let rw =
+            "612 604 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw\n";
+        let h = Hierarchy::from_texts(rw, "0::/\n").unwrap();
+        assert_eq!(h.read_only_problem(), None);
     }
 
     #[test]

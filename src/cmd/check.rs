@@ -104,6 +104,12 @@ pub fn check(policy: Option<&Path>, unit: Option<&str>) -> i32 {
                 h.mount.display(),
                 h.own
             ));
+            if let Some(why) = h.read_only_problem() {
+                r.problem(
+                    why,
+                    "run the container with a writable cgroup mount (and its own cgroup namespace), or run claude-cage outside the container",
+                );
+            }
             h
         }
         Err(e) => {
