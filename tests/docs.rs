@@ -283,3 +283,36 @@ fn the_quick_start_commands_are_the_ones_the_guest_runs() {
         );
     }
 }
+
+/// Every policy shown in docs/containers.md is valid, and sets the parent the page asks for.
+#[test]
+fn the_container_policies_are_valid() {
+    let text = std::fs::read_to_string(root().join("docs/containers.md")).unwrap();
+    let mut blocks = Vec::new();
+    let mut cur: Option<String> = None;
+    for l in text.lines() {
+        match (&mut cur, l) {
+            (None, "```toml") => cur = Some(String::new()),
+            (Some(b), "```") => {
+                blocks.push(std::mem::take(b));
+                cur = None;
+            }
+            (Some(b), _) => {
+                b.push_str(l);
+                b.push('\n');
+            }
+            _ => {}
+        }
+    }
+    assert!(!blocks.is_empty(), "docs/containers.md shows no policy");
+    for b in &blocks {
+        let p = claude_cage::policy::parse(
+            b,
+            "docs/containers.md",
+            &claude_cage::policy::Overrides::default(),
+            16 << 30,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.parent, claude_cage::policy::Parent::Path("/".into()));
+    }
+}
