@@ -32,22 +32,30 @@ on_fail() {
 	done
 }
 
-# bundle NAME CGROUP-MODE MEMORY ARGS-JSON: $B/config.json for the container NAME
+# The cgroup mount and the namespaces of the OCI recipe in docs/containers.md, as installed.
+doc=/usr/share/doc/claude-cage/docs/containers.md
+recipe=$(awk '/^```json$/ { on = 1; next } /^```$/ { on = 0 } on' "$doc")
+echo "$recipe" | jq -e '.mounts[0].destination == "/sys/fs/cgroup" and (.linux.namespaces | any(.type == "cgroup"))' >/dev/null ||
+	fail "no OCI recipe with a cgroup mount and a cgroup namespace in $doc"
+assert_eq "$(echo "$recipe" | jq -c '.process.args[0:3]')" '["/usr/bin/claude-cage","subgroup","--"]' "the recipe's entry point"
+# bundle NAME CGROUP-MODE MEMORY ARGS-JSON: $B/config.json for the container NAME; CGROUP-MODE
+# rw is the recipe's cgroup mount, ro the same read-only
 bundle() {
 	local name=$1
 	shift
 	(cd "$B" && rm -f config.json && crun spec) || fail "crun spec failed"
-	jq --arg name "$name" --arg mode "$1" --argjson mem "$2" --argjson args "$3" --arg work "$T/work" '
+	jq --arg name "$name" --arg mode "$1" --argjson mem "$2" --argjson args "$3" --arg work "$T/work" --argjson recipe "$recipe" '
 		.process.terminal = false
 		| .process.args = $args
 		| .process.capabilities |= with_entries(.value = ["CAP_CHOWN","CAP_DAC_OVERRIDE","CAP_FOWNER","CAP_FSETID","CAP_KILL","CAP_SETGID","CAP_SETUID","CAP_SETPCAP","CAP_NET_BIND_SERVICE","CAP_SYS_CHROOT","CAP_MKNOD","CAP_AUDIT_WRITE","CAP_SETFCAP"])
-		| .mounts |= map(if .destination == "/sys/fs/cgroup" then .options = ["nosuid","noexec","nodev","relatime",$mode] else . end)
+		| .mounts |= map(if .destination == "/sys/fs/cgroup" then $recipe.mounts[0] else . end)
+		| .mounts |= map(if .destination == "/sys/fs/cgroup" and $mode == "ro" then .options |= map(if . == "rw" then "ro" else . end) else . end)
 		| .mounts += [
 			{"destination":"/usr","type":"bind","source":"/usr","options":["rbind","ro"]},
 			{"destination":"/work","type":"bind","source":$work,"options":["rbind","rw"]},
 			{"destination":"/tmp","type":"tmpfs","source":"tmpfs","options":["nosuid","nodev","mode=1777"]},
 			{"destination":"/run","type":"tmpfs","source":"tmpfs","options":["nosuid","nodev","mode=755"]}]
-		| .linux.namespaces += [{"type":"cgroup"}]
+		| .linux.namespaces = $recipe.linux.namespaces
 		| .linux.cgroupsPath = "/cagetest/\($name)"
 		| .linux.resources = {"memory": {"limit": $mem, "swap": $mem}, "pids": {"limit": 256}}
 	' "$B/config.json" >"$B/config.json.new" && mv "$B/config.json.new" "$B/config.json" || fail "jq on config.json failed"
