@@ -17,7 +17,8 @@ st() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
 echo "BENCH machine kernel $(uname -r), $(nproc) cpus, $(awk '/MemTotal/ { print int($2 / 1024) }' /proc/meminfo) MB, controllers: $(cat $CG/cgroup.controllers)"
 
-printf '[cage]\nname = "vm-bench"\n' >"$T/min.toml"
+# (program-from-env: the shim, as root, takes $CLAUDE_CAGE_PROGRAM only when the policy says so)
+printf 'program-from-env = true\n\n[cage]\nname = "vm-bench"\n' >"$T/min.toml"
 printf '[cage]\nname = "vm-clean"\n\n[pids]\nmax = "max"\n' >"$T/clean.toml"
 printf '[cage]\nname = "vm-conc"\n' >"$T/conc.toml"
 chmod 644 "$T"/*.toml
