@@ -88,7 +88,7 @@ impl Hierarchy {
     pub fn read_only_problem(&self) -> Option<String> {
         self.read_only.then(|| {
             format!(
-                "the cgroup2 mount at {} is read-only, as container runtimes mount it by default, so no cage can be made: give the container a private cgroup namespace with a writable cgroup mount (an OCI config's cgroup mount with \"rw\"; Docker mounts it writable only for --privileged containers)",
+                "the cgroup2 mount at {} is read-only, as container runtimes mount it by default, so no cage can be made: give the container a private cgroup namespace with a writable cgroup mount (an OCI config's cgroup mount with \"rw\"; Podman: --systemd=always; Docker mounts it writable only for --privileged containers)",
                 self.mount.display()
             )
         })

@@ -23,6 +23,10 @@ pub fn subgroup(name: &str, command: &[OsString]) -> i32 {
             return crate::exit::FAILURE;
         }
     };
+    if let Some(why) = h.read_only_problem() {
+        crate::error!("{why}");
+        return crate::exit::FAILURE;
+    }
     let own = h.dir(&h.own);
     // Already there (a restart in the same process tree): nothing to move.
     if own.file_name().is_none_or(|n| n != name) {
