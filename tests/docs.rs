@@ -316,3 +316,36 @@ fn the_container_policies_are_valid() {
         assert_eq!(p.parent, claude_cage::policy::Parent::Path("/".into()));
     }
 }
+
+/// The Podman command of docs/containers.md uses only flags that tests/systemd/podman runs.
+#[test]
+fn the_podman_recipe_is_the_one_the_guest_runs() {
+    let text = std::fs::read_to_string(root().join("docs/containers.md")).unwrap();
+    let scenario =
+        std::fs::read_to_string(root().join("tests/systemd/podman/10-podman.sh")).unwrap();
+    let section = &text[text.find("## Podman").expect("a Podman section")..];
+    let command: String = section
+        .lines()
+        .skip_while(|l| *l != "```")
+        .skip(1)
+        .take_while(|l| *l != "```")
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(command.starts_with("podman run "), "{command}");
+    let flags: Vec<&str> = command
+        .split_whitespace()
+        .filter(|w| w.starts_with("--"))
+        .collect();
+    assert!(flags.contains(&"--systemd=always"), "{command}");
+    for f in flags {
+        let name = f.split('=').next().unwrap();
+        assert!(
+            scenario.contains(f) || scenario.contains(&format!("{name} ")),
+            "docs/containers.md's Podman command uses {f}, which tests/systemd/podman does not"
+        );
+    }
+    assert!(
+        command.contains("claude-cage subgroup -- "),
+        "the Podman command's entry point: {command}"
+    );
+}

@@ -52,7 +52,7 @@ I
 pod_run() {
 	local tag=$1
 	shift
-	timeout 120 podman --log-level=error run --rm --network=none --cgroupns=private "$@" --memory 300m \
+	timeout 120 podman --log-level=error run --rm --network=none --cgroupns=private "$@" --memory 300m --pids-limit 256 \
 		-v /usr:/usr:ro -v "$T/work:/work" --rootfs "$R" \
 		/usr/bin/claude-cage subgroup -- /bin/sh /work/in.sh >"$T/$tag.out" 2>&1
 	rc=$?
