@@ -52,3 +52,67 @@ systemd_policy() {
 	} >"$f"
 	chmod 644 "$f"
 }
+
+# --- the example bot (30-example-bot, 36-delegate-subgroup) ---
+# example_bot_policy: /etc/claude-cage/example-bot.toml, the example bot's policy in the test VM
+# (small limits)
+example_bot_policy() {
+	mkdir -p /etc/claude-cage
+	cat >/etc/claude-cage/example-bot.toml <<'P'
+# the example bot's policy in the test VM (small limits)
+program = "claude"
+
+[cage]
+name = "example-bot"
+parent = "auto"
+require = ["memory", "pids"]
+
+[memory]
+high = "48M"
+max = "64M"
+swap-max = "0"
+
+[pids]
+max = 32
+
+[events]
+file = "/var/lib/example-bot/events.jsonl"
+P
+}
+# example_bot_cleanup: stops example-bot.service and removes its unit, policy and state
+example_bot_cleanup() {
+	systemctl stop example-bot.service 2>/dev/null
+	rm -f /etc/systemd/system/example-bot.service /etc/claude-cage/example-bot.toml
+	rm -rf /var/lib/example-bot
+	systemctl daemon-reload
+	systemctl reset-failed example-bot.service 2>/dev/null
+	return 0
+}
+
+# --- containers (70-crun, tests/systemd/podman) ---
+# container_rootfs DIR: a container's root with the guest's /usr (bound in by the runtime: sh,
+# claude-cage, the payloads) behind the usual links, and its users
+container_rootfs() {
+	mkdir -p "$1"
+	(cd "$1" && mkdir -p proc dev sys tmp run work usr etc && ln -s usr/bin bin && ln -s usr/lib lib &&
+		ln -s usr/lib64 lib64 && ln -s usr/sbin sbin)
+	cp /etc/passwd /etc/group "$1/etc/"
+}
+# container_policy FILE BOT: a policy for cages inside a container's cgroup namespace (parent
+# "/"): memory.max 100M, pids.max 64, oom-group
+container_policy() {
+	cat >"$1" <<P
+[cage]
+name = "$2"
+parent = "/"
+require = ["memory", "pids"]
+
+[memory]
+max = "100M"
+swap-max = "0"
+oom-group = true
+
+[pids]
+max = 64
+P
+}

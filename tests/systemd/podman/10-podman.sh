@@ -8,11 +8,9 @@
 
 command -v podman >/dev/null || fail "podman is not installed in the image"
 R=$T/rootfs
-mkdir -p "$R" "$T/work"
+mkdir -p "$T/work"
 chmod 755 "$T/work"
-(cd "$R" && mkdir -p proc dev sys tmp run work usr etc && ln -s usr/bin bin && ln -s usr/lib lib &&
-	ln -s usr/lib64 lib64 && ln -s usr/sbin sbin)
-cp /etc/passwd /etc/group "$R/etc/"
+container_rootfs "$R"
 cleanup() {
 	podman rm -af >/dev/null 2>&1
 	rmdir /sys/fs/cgroup/libpod_parent/* /sys/fs/cgroup/libpod_parent 2>/dev/null
@@ -24,17 +22,7 @@ on_fail() {
 		[ -s "$f" ] && echo "--- $f" && head -c 2000 "$f"
 	done
 }
-cat >"$T/work/policy.toml" <<'P'
-[cage]
-name = "pod"
-parent = "/"
-require = ["memory", "pids"]
-
-[memory]
-max = "100M"
-swap-max = "0"
-oom-group = true
-P
+container_policy "$T/work/policy.toml" pod
 cat >"$T/work/in.sh" <<'I'
 W=/work
 claude-cage run --policy $W/policy.toml --events $W/sib.events -- alloc 20 600 >$W/sib.out 2>$W/sib.err &

@@ -9,35 +9,8 @@
 svc=$CG/system.slice/example-bot.service
 ev=/var/lib/example-bot/events.jsonl
 cp /usr/share/doc/claude-cage/packaging/systemd/example-bot.service /etc/systemd/system/example-bot.service
-mkdir -p /etc/claude-cage
-cat >/etc/claude-cage/example-bot.toml <<'P'
-# the example bot's policy in the test VM (small limits)
-program = "claude"
-
-[cage]
-name = "example-bot"
-parent = "auto"
-require = ["memory", "pids"]
-
-[memory]
-high = "48M"
-max = "64M"
-swap-max = "0"
-
-[pids]
-max = 32
-
-[events]
-file = "/var/lib/example-bot/events.jsonl"
-P
-cleanup() {
-	systemctl stop example-bot.service 2>/dev/null
-	rm -f /etc/systemd/system/example-bot.service /etc/claude-cage/example-bot.toml
-	rm -rf /var/lib/example-bot
-	systemctl daemon-reload
-	systemctl reset-failed example-bot.service 2>/dev/null
-}
-trap cleanup EXIT
+example_bot_policy
+trap example_bot_cleanup EXIT
 on_fail() {
 	echo "events file $ev:"
 	ls -la /var/lib/example-bot

@@ -15,30 +15,8 @@ sed -e 's|^#DelegateSubgroup=supervisor$|DelegateSubgroup=supervisor|' \
 	/usr/share/doc/claude-cage/packaging/systemd/example-bot.service >/etc/systemd/system/example-bot.service
 grep -qx 'DelegateSubgroup=supervisor' /etc/systemd/system/example-bot.service || fail "the unit has no DelegateSubgroup=supervisor line to uncomment"
 grep -qx 'ExecStart=/usr/bin/example-bot' /etc/systemd/system/example-bot.service || fail "the unit's ExecStart= is not the one documented"
-mkdir -p /etc/claude-cage
-cat >/etc/claude-cage/example-bot.toml <<'P'
-[cage]
-name = "example-bot"
-require = ["memory", "pids"]
-
-[memory]
-max = "64M"
-swap-max = "0"
-
-[pids]
-max = 32
-
-[events]
-file = "/var/lib/example-bot/events.jsonl"
-P
-cleanup() {
-	systemctl stop example-bot.service 2>/dev/null
-	rm -f /etc/systemd/system/example-bot.service /etc/claude-cage/example-bot.toml
-	rm -rf /var/lib/example-bot
-	systemctl daemon-reload
-	systemctl reset-failed example-bot.service 2>/dev/null
-}
-trap cleanup EXIT
+example_bot_policy
+trap example_bot_cleanup EXIT
 on_fail() {
 	journalctl -q -n 40 -u example-bot.service
 	find "$svc" -type d 2>/dev/null | while read -r d; do echo "$d: procs $(tr '\n' ' ' <"$d/cgroup.procs")"; done

@@ -15,11 +15,9 @@
 command -v crun >/dev/null || fail "crun is not installed in the image"
 # (--no-pivot: the guest's root is its initramfs, where pivot_root(2) is refused)
 B=$T/bundle
-mkdir -p "$B/rootfs" "$T/work"
+mkdir -p "$T/work"
 chmod 755 "$T/work"
-(cd "$B/rootfs" && mkdir -p proc dev sys tmp run work usr etc && ln -s usr/bin bin && ln -s usr/lib lib &&
-	ln -s usr/lib64 lib64 && ln -s usr/sbin sbin)
-cp /etc/passwd /etc/group "$B/rootfs/etc/"
+container_rootfs "$B/rootfs"
 cleanup() {
 	for c in cc-ok cc-ro cc-bare; do crun delete -f "$c" >/dev/null 2>&1; done
 	rmdir /sys/fs/cgroup/cagetest 2>/dev/null
@@ -61,20 +59,7 @@ bundle() {
 	' "$B/config.json" >"$B/config.json.new" && mv "$B/config.json.new" "$B/config.json" || fail "jq on config.json failed"
 }
 
-cat >"$T/work/policy.toml" <<'P'
-[cage]
-name = "ctr"
-parent = "/"
-require = ["memory", "pids"]
-
-[memory]
-max = "100M"
-swap-max = "0"
-oom-group = true
-
-[pids]
-max = 64
-P
+container_policy "$T/work/policy.toml" ctr
 cat >"$T/work/inner.sh" <<'I'
 W=/work
 exec >$W/inner.log 2>&1
