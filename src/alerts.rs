@@ -105,9 +105,7 @@ impl BotWarn {
             .flatten()
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .filter_map(|e| {
-                let current = fs::read(&e.path(), fs::MEMORY_CURRENT)
-                    .ok()
-                    .and_then(|t| fs::number(&t))?;
+                let current = fs::read_number(&e.path(), fs::MEMORY_CURRENT)?;
                 Some(CageMemory {
                     cage: e.file_name().to_string_lossy().into_owned(),
                     memory_current: current,
@@ -229,10 +227,7 @@ impl Alerts {
             },
         };
         w.seen_high = w.read_high().unwrap_or(0);
-        let current = fs::read(dir, fs::MEMORY_CURRENT)
-            .ok()
-            .and_then(|t| fs::number(&t))
-            .unwrap_or(0);
+        let current = fs::read_number(dir, fs::MEMORY_CURRENT).unwrap_or(0);
         if (current as f64) < threshold as f64 * REARM_SHARE {
             let _ = crate::tally::bot_memory_warn(bot, false);
         } else {
@@ -313,10 +308,7 @@ impl Alerts {
         let mut crossed = None;
         if let Some(w) = &mut self.warn {
             if w.next_check.is_some_and(|t| now >= t) {
-                let current = fs::read(&cage.dir, fs::MEMORY_CURRENT)
-                    .ok()
-                    .and_then(|t| fs::number(&t))
-                    .unwrap_or(0);
+                let current = fs::read_number(&cage.dir, fs::MEMORY_CURRENT).unwrap_or(0);
                 if w.check(current, now) {
                     crossed = Some((current, w.threshold));
                 }
@@ -346,10 +338,7 @@ impl Alerts {
         if w.warn.next_check.is_none_or(|t| now < t) {
             return None;
         }
-        let current = fs::read(&w.dir, fs::MEMORY_CURRENT)
-            .ok()
-            .and_then(|t| fs::number(&t))
-            .unwrap_or(0);
+        let current = fs::read_number(&w.dir, fs::MEMORY_CURRENT).unwrap_or(0);
         // Well below the threshold re-arms the bot-wide warning, whoever gave the last one.
         if (current as f64) < w.warn.threshold as f64 * REARM_SHARE {
             let _ = crate::tally::bot_memory_warn(&w.bot, false);

@@ -77,12 +77,7 @@ impl Limits {
     /// the cage's is one less.
     pub fn read(dir: &Path) -> Limits {
         use crate::cgroup::fs;
-        let num = |d: &Path, f: &str| {
-            fs::read_optional(d, f)
-                .ok()
-                .flatten()
-                .and_then(|t| t.trim().parse::<u64>().ok())
-        };
+        let num = fs::read_number;
         let bot = dir.parent().unwrap_or(dir);
         let holder = u64::from(dir.file_name().is_some_and(crate::cgroup::id::is_scope));
         Limits {

@@ -296,10 +296,7 @@ impl Cage {
 
     /// `memory.peak` (since 5.19), or `None`.
     pub fn memory_peak(&self) -> Option<u64> {
-        fs::read_optional(&self.dir, MEMORY_PEAK)
-            .ok()
-            .flatten()
-            .and_then(|t| fs::number(&t))
+        fs::read_number(&self.dir, MEMORY_PEAK)
     }
 
     /// `cpu.stat usage_usec`: CPU time used by everything in the cage, or `None`.

@@ -111,6 +111,15 @@ pub fn number(text: &str) -> Option<u64> {
     text.trim().parse().ok()
 }
 
+/// The number a single-number file of `dir` holds; `None` when the file is missing, cannot be
+/// read, or holds no number (`max`).
+pub fn read_number(dir: &Path, name: &str) -> Option<u64> {
+    read_optional(dir, name)
+        .ok()
+        .flatten()
+        .and_then(|t| number(&t))
+}
+
 /// The pids listed in a `cgroup.procs`.
 pub fn pids(text: &str) -> Vec<i32> {
     text.lines().filter_map(|l| l.trim().parse().ok()).collect()

@@ -40,18 +40,11 @@ pub struct Row {
     pub bot_max_cages: Option<u32>,
 }
 
-fn opt_number(dir: &std::path::Path, name: &str) -> Option<u64> {
-    fs::read_optional(dir, name)
-        .ok()
-        .flatten()
-        .and_then(|t| fs::number(&t))
-}
-
 /// Reads one cage's row.
 pub fn row(f: &Found, now_ms: u64) -> Row {
     let mem = fs::read_optional(&f.dir, fs::MEMORY_EVENTS).ok().flatten();
     let held = (f.dir.file_name().is_some_and(crate::cgroup::id::is_scope))
-        .then(|| opt_number(&f.dir.join(fs::HOLD), fs::PIDS_CURRENT))
+        .then(|| fs::read_number(&f.dir.join(fs::HOLD), fs::PIDS_CURRENT))
         .flatten();
     let pid = f.record.as_ref().map(|r| r.child_pid).or_else(|| {
         fs::read(&f.dir.join(fs::MAIN), fs::PROCS)
@@ -67,13 +60,13 @@ pub fn row(f: &Found, now_ms: u64) -> Row {
             .record
             .as_ref()
             .map(|r| now_ms.saturating_sub(r.started_ms) / 1000),
-        memory_current: opt_number(&f.dir, fs::MEMORY_CURRENT),
-        memory_max: opt_number(&f.dir, fs::MEMORY_MAX),
-        memory_peak: opt_number(&f.dir, fs::MEMORY_PEAK),
+        memory_current: fs::read_number(&f.dir, fs::MEMORY_CURRENT),
+        memory_max: fs::read_number(&f.dir, fs::MEMORY_MAX),
+        memory_peak: fs::read_number(&f.dir, fs::MEMORY_PEAK),
         // A scope's tasks include its holder, and its TasksMax= allows for it.
-        pids_current: opt_number(&f.dir, fs::PIDS_CURRENT)
+        pids_current: fs::read_number(&f.dir, fs::PIDS_CURRENT)
             .map(|n| n.saturating_sub(held.unwrap_or(0))),
-        pids_max: opt_number(&f.dir, fs::PIDS_MAX)
+        pids_max: fs::read_number(&f.dir, fs::PIDS_MAX)
             .map(|n| n.saturating_sub(u64::from(held.is_some()))),
         throttled: mem.as_deref().and_then(|m| fs::keyed(m, "high")),
         oom_kills: mem.as_deref().and_then(|m| fs::keyed(m, "oom_kill")),
@@ -304,10 +297,10 @@ pub fn bot_usage(rows: &[Row]) -> BTreeMap<String, BotUsage> {
         out.insert(
             r.bot.clone(),
             BotUsage {
-                memory_current: opt_number(dir, fs::MEMORY_CURRENT),
-                memory_max: opt_number(dir, fs::MEMORY_MAX),
-                pids_current: opt_number(dir, fs::PIDS_CURRENT),
-                pids_max: opt_number(dir, fs::PIDS_MAX),
+                memory_current: fs::read_number(dir, fs::MEMORY_CURRENT),
+                memory_max: fs::read_number(dir, fs::MEMORY_MAX),
+                pids_current: fs::read_number(dir, fs::PIDS_CURRENT),
+                pids_max: fs::read_number(dir, fs::PIDS_MAX),
             },
         );
     }
