@@ -79,7 +79,7 @@ impl Limits {
         use crate::cgroup::fs;
         let num = fs::read_number;
         let bot = dir.parent().unwrap_or(dir);
-        let holder = u64::from(dir.file_name().is_some_and(crate::cgroup::id::is_scope));
+        let holder = crate::cgroup::id::holders(dir);
         Limits {
             memory_high: num(dir, fs::MEMORY_HIGH),
             memory_max: num(dir, fs::MEMORY_MAX),

@@ -132,7 +132,7 @@ impl Manager {
     /// that systemd's idea of the scope matches its cgroup files and it never re-applies the
     /// old values. `Ok(false)`: this manager has no such unit (a scope of another manager).
     pub fn set_limits(&self, unit: &str, limits: &Limits) -> Result<bool, SystemdError> {
-        let holders = u64::from(unit.ends_with(".scope"));
+        let holders = crate::cgroup::id::holders(std::path::Path::new(unit));
         let props = limit_properties(limits, holders);
         match self
             .proxy

@@ -72,6 +72,12 @@ pub fn is_scope(dir_name: &std::ffi::OsStr) -> bool {
         .is_some_and(|e| e == &SCOPE_SUFFIX[1..])
 }
 
+/// The tasks a cage's cgroup holds besides the cage's own: a systemd scope's holder
+/// (`sys::spawn_holder`), which the scope's `pids.max` and `TasksMax=` allow for.
+pub fn holders(cage_dir: &std::path::Path) -> u64 {
+    u64::from(cage_dir.file_name().is_some_and(is_scope))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -136,7 +136,7 @@ fn apply(f: &Found, v: &Valid) -> Result<String, String> {
     if let Some(l) = v.pids_max {
         // A scope's pids.max counts its holder (as its TasksMax= does).
         let l = match l {
-            Limit::Bytes(n) if is_scope(f) => Limit::Bytes(n.saturating_add(1)),
+            Limit::Bytes(n) => Limit::Bytes(n.saturating_add(crate::cgroup::id::holders(&f.dir))),
             l => l,
         };
         writes.push((fs::PIDS_MAX, value(l)));
@@ -165,19 +165,17 @@ fn apply(f: &Found, v: &Valid) -> Result<String, String> {
     Ok(done.join(", "))
 }
 
-fn is_scope(f: &Found) -> bool {
-    f.dir.file_name().is_some_and(crate::cgroup::id::is_scope)
-}
-
 /// Sets the changes as the scope's unit properties, when the cage is a systemd scope. Where
 /// this user's service manager does not hold the scope (root changing a user manager's scope),
 /// or does not answer, a warning says so and the files alone are written.
 #[cfg(feature = "systemd")]
 fn set_unit(f: &Found, v: &Valid) {
-    if !is_scope(f) {
-        return;
-    }
-    let Some(unit) = f.dir.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+    let Some(unit) = f
+        .dir
+        .file_name()
+        .filter(|n| crate::cgroup::id::is_scope(n))
+        .map(|n| n.to_string_lossy().into_owned())
+    else {
         return;
     };
     let limits = crate::systemd::Limits {
