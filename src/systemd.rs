@@ -11,6 +11,7 @@ use nix::unistd::{Pid, Uid};
 use zbus::blocking::{Connection, Proxy};
 use zbus::zvariant::{OwnedObjectPath, Value};
 
+use crate::cgroup::limits::Values as Limits;
 use crate::policy::Policy;
 use crate::units::{CPU_PERIOD_US, CpuMax, Limit};
 
@@ -225,17 +226,6 @@ impl Manager {
             result: "no answer (the bus closed)".to_owned(),
         })
     }
-}
-
-/// The limits of a scope, as unit properties; `None`: not given.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Limits {
-    pub memory_high: Option<Limit>,
-    pub memory_max: Option<Limit>,
-    pub swap_max: Option<Limit>,
-    pub pids_max: Option<Limit>,
-    pub cpu_max: Option<CpuMax>,
-    pub cpu_weight: Option<u32>,
 }
 
 /// The unit properties of `limits`; TasksMax= allows `holders` more tasks than `pids_max` (a

@@ -135,7 +135,7 @@ fn bot_slice_limits(
     policy: &crate::policy::Policy,
 ) -> Result<(), RunError> {
     use crate::units::Limit;
-    let want = crate::systemd::Limits {
+    let want = limits::Values {
         memory_high: Some(policy.bot_memory_high.unwrap_or(Limit::Max)),
         memory_max: Some(policy.bot_memory_max.unwrap_or(Limit::Max)),
         pids_max: Some(policy.bot_pids_max.unwrap_or(Limit::Max)),

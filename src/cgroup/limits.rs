@@ -28,6 +28,18 @@ pub struct Applied {
     pub bot_pids_max: Option<Limit>,
 }
 
+/// Limits to give a cgroup: a new systemd scope or a bot's slice (as unit properties), or a live
+/// cage (`claude-cage set`); `None`: not given, left as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Values {
+    pub memory_high: Option<Limit>,
+    pub memory_max: Option<Limit>,
+    pub swap_max: Option<Limit>,
+    pub pids_max: Option<Limit>,
+    pub cpu_max: Option<crate::units::CpuMax>,
+    pub cpu_weight: Option<u32>,
+}
+
 /// A limit file's value: `Limit::Max`, bytes, or `None` when the file is missing or unreadable.
 pub fn read_limit(dir: &Path, name: &str) -> Option<Limit> {
     let t = super::fs::read_optional(dir, name).ok().flatten()?;

@@ -13,13 +13,13 @@
 use std::os::fd::AsFd;
 
 use crate::cgroup::fs;
-use crate::cgroup::limits::read_limit;
+use crate::cgroup::limits::{Values, read_limit};
 use crate::cmd::kill::Target;
 use crate::policy::{self, Overrides};
 use crate::registry::{CageState, Found};
 use crate::state;
 use crate::sys;
-use crate::units::{self, Bytes, CpuMax, Limit};
+use crate::units::{self, Bytes, Limit};
 
 /// The limits to set; `None`: unchanged.
 #[derive(Debug, Clone, Default)]
@@ -31,15 +31,8 @@ pub struct Changes {
     pub cpu_weight: Option<String>,
 }
 
-/// The validated changes.
-#[derive(Debug, Clone, Default, PartialEq)]
-struct Valid {
-    memory_high: Option<Limit>,
-    memory_max: Option<Limit>,
-    pids_max: Option<Limit>,
-    cpu_max: Option<CpuMax>,
-    cpu_weight: Option<u32>,
-}
+/// The validated changes (never `swap_max`).
+type Valid = Values;
 
 /// The flags through the policy's rules: a policy with no file, the flags as its overrides.
 fn validate(c: &Changes) -> Result<Valid, String> {
@@ -71,6 +64,7 @@ fn validate(c: &Changes) -> Result<Valid, String> {
     Ok(Valid {
         memory_high: p.memory_high.filter(|_| c.memory_high.is_some()),
         memory_max: p.memory_max.filter(|_| c.memory_max.is_some()),
+        swap_max: None,
         pids_max: p.pids_max.filter(|_| c.pids_max.is_some()),
         cpu_max,
         cpu_weight,
@@ -178,15 +172,7 @@ fn set_unit(f: &Found, v: &Valid) {
     else {
         return;
     };
-    let limits = crate::systemd::Limits {
-        memory_high: v.memory_high,
-        memory_max: v.memory_max,
-        swap_max: None,
-        pids_max: v.pids_max,
-        cpu_max: v.cpu_max,
-        cpu_weight: v.cpu_weight,
-    };
-    let why = match crate::systemd::Manager::connect().and_then(|m| m.set_limits(&unit, &limits)) {
+    let why = match crate::systemd::Manager::connect().and_then(|m| m.set_limits(&unit, v)) {
         Ok(true) => return,
         Ok(false) => "this user's service manager has no such unit".to_owned(),
         Err(e) => crate::error::error_chain(&e),
@@ -262,6 +248,7 @@ pub fn set_cmd(target: Target, changes: &Changes) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::units::CpuMax;
 
     #[test]
     fn the_values_pass_the_policys_rules() {
