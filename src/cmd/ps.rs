@@ -450,21 +450,6 @@ pub fn prometheus(
     }
     head(
         &mut out,
-        "claude_cage_bot_oom_kills_total",
-        "counter",
-        "OOM kills in the bot's ended cages.",
-    );
-    for ((u, b), t) in tallies {
-        let _ = writeln!(
-            out,
-            "claude_cage_bot_oom_kills_total{{bot=\"{}\",user=\"{}\"}} {}",
-            esc(b),
-            esc(u),
-            t.oom_kills
-        );
-    }
-    head(
-        &mut out,
         "claude_cage_bot_oom_ends_total",
         "counter",
         "Ended cages of the bot that saw an OOM kill, by the limit behind it (cage, bot, outside).",
@@ -480,20 +465,30 @@ pub fn prometheus(
             );
         }
     }
-    head(
-        &mut out,
-        "claude_cage_bot_memory_warns_total",
-        "counter",
-        "Crossings of the bot's [bot] memory-warn (bot-memory-warn events).",
-    );
-    for ((u, b), t) in tallies {
-        let _ = writeln!(
-            out,
-            "claude_cage_bot_memory_warns_total{{bot=\"{}\",user=\"{}\"}} {}",
-            esc(b),
-            esc(u),
-            t.memory_warns
-        );
+    type Counter = (&'static str, &'static str, fn(&crate::tally::Tally) -> u64);
+    let counters: [Counter; 2] = [
+        (
+            "claude_cage_bot_oom_kills_total",
+            "OOM kills in the bot's ended cages.",
+            |t| t.oom_kills,
+        ),
+        (
+            "claude_cage_bot_memory_warns_total",
+            "Crossings of the bot's [bot] memory-warn (bot-memory-warn events).",
+            |t| t.memory_warns,
+        ),
+    ];
+    for (name, help, value) in counters {
+        head(&mut out, name, "counter", help);
+        for ((u, b), t) in tallies {
+            let _ = writeln!(
+                out,
+                "{name}{{bot=\"{}\",user=\"{}\"}} {}",
+                esc(b),
+                esc(u),
+                value(t)
+            );
+        }
     }
     type Gauge = (&'static str, &'static str, fn(&BotUsage) -> Option<u64>);
     let gauges: [Gauge; 4] = [
