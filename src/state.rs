@@ -262,7 +262,9 @@ pub fn all() -> Vec<(StateFile, io::Result<Record>)> {
 
 /// A process's start time in clock ticks since boot, or `None` if it does not exist.
 pub fn start_time(pid: Pid) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat =
+        crate::cgroup::fs::read_kernel_file(std::path::Path::new(&format!("/proc/{pid}/stat")))
+            .ok()?;
     // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
     let rest = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();

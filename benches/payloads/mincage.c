@@ -1,8 +1,11 @@
-/* mincage CGROUP2-PARENT PROGRAM [ARGS...]: the least a cage costs, as a floor for claude-cage's
- * start-up overhead. Makes PARENT/mincage-bot/mincage-<pid>/main, starts PROGRAM in it with
- * clone3(CLONE_INTO_CGROUP), waits for it, writes cgroup.kill, and removes the three cgroups.
- * No policy, no state file, no supervision, no events: only the kernel's part. Exits with
- * PROGRAM's status (or 125 when the cgroups cannot be made). */
+/* mincage [--limits] CGROUP2-PARENT PROGRAM [ARGS...]: the least a cage costs, as a floor for
+ * claude-cage's start-up overhead. Makes PARENT/mincage-bot/mincage-<pid>/main, starts PROGRAM in
+ * it with clone3(CLONE_INTO_CGROUP), waits for it, writes cgroup.kill, and removes the three
+ * cgroups. No policy, no state file, no supervision, no events: only the kernel's part. With
+ * --limits it also does the cgroup writes of claude-cage's built-in default policy: enables the
+ * memory and pids controllers for the parent's, the bot's and the cage's children, and writes the cage's
+ * memory.high, memory.max, memory.swap.max, memory.oom.group and pids.max. Exits with PROGRAM's
+ * status (or 125 when the cgroups cannot be made). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -17,10 +20,31 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* put DIR/FILE VALUE: one cgroup file write; 0 or -1 (said on stderr) */
+static int put(const char *dir, const char *file, const char *value)
+{
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, value, strlen(value)) != (ssize_t)strlen(value)) {
+        fprintf(stderr, "mincage: %s: %s\n", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    int limits = argc > 1 && strcmp(argv[1], "--limits") == 0;
+    if (limits) {
+        argv++;
+        argc--;
+    }
     if (argc < 3) {
-        fprintf(stderr, "usage: mincage CGROUP2-PARENT PROGRAM [ARGS...]\n");
+        fprintf(stderr, "usage: mincage [--limits] CGROUP2-PARENT PROGRAM [ARGS...]\n");
         return 2;
     }
     char bot[4096], cage[4200], main_[4300], kill_[4300];
@@ -32,6 +56,11 @@ int main(int argc, char **argv)
         perror("mincage: mkdir");
         return 125;
     }
+    if (limits && (put(argv[1], "cgroup.subtree_control", "+memory +pids") || put(bot, "cgroup.subtree_control", "+memory +pids") ||
+                   put(cage, "cgroup.subtree_control", "+memory +pids") ||
+                   put(cage, "memory.high", "858993459") || put(cage, "memory.max", "1073741824") ||
+                   put(cage, "memory.swap.max", "0") || put(cage, "memory.oom.group", "1") || put(cage, "pids.max", "4096")))
+        return 125;
     int cfd = open(main_, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (cfd < 0) {
         perror("mincage: open");

@@ -25,7 +25,8 @@ chmod 644 "$T"/*.toml
 ln -s /bin/claude-cage /tmp/shim/claude
 
 # --- start-up: the payload run directly, through `run` (minimal and default policy) and the
-# shim, interleaved in blocks so that a drift hits every variant alike ---
+# shim, and in the kernel's floor of a cage (mincage; with --limits, also the default policy's
+# cgroup writes), interleaved in blocks so that a drift hits every variant alike ---
 blocks=3
 per=20
 [ "$QUICK" = 1 ] && blocks=1 && per=10
@@ -33,6 +34,8 @@ s="$T/stamp"
 b=0
 while [ $b -lt $blocks ]; do
 	timeit $per "$s" leftovers 0 "$s" | sed 's/^/BENCHDATA start-direct /'
+	timeit $per "$s" mincage $CG leftovers 0 "$s" 2>>"$T/err" | sed 's/^/BENCHDATA start-mincage /'
+	timeit $per "$s" mincage --limits $CG leftovers 0 "$s" 2>>"$T/err" | sed 's/^/BENCHDATA start-mincage-limits /'
 	timeit $per "$s" claude-cage run --policy "$T/min.toml" -- leftovers 0 "$s" 2>>"$T/err" | sed 's/^/BENCHDATA start-run /'
 	timeit $per "$s" claude-cage run --name vm-startd -- leftovers 0 "$s" 2>>"$T/err" | sed 's/^/BENCHDATA start-run-default /'
 	CLAUDE_CAGE_PROGRAM=/bin/leftovers CLAUDE_CAGE_POLICY="$T/min.toml" \

@@ -167,7 +167,8 @@ fn finish(
     let policy = req.policy;
     let expected = format!("0::{}", h.relative(&cage.dir));
     for &pid in pids {
-        let actual = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        let actual = cgroup::fs::read_kernel_file(Path::new(&format!("/proc/{pid}/cgroup")))
+            .unwrap_or_default();
         if actual.trim() != expected {
             return Err(CgroupError::Placement(format!(
                 "systemd put process {pid} of the cage in {:?}, not in {expected:?} as its slice and manager predicted",

@@ -69,11 +69,30 @@ pub fn write(dir: &Path, name: &str, value: &str) -> Result<(), CgroupError> {
 /// Reads the cgroup file `dir/name` as text.
 pub fn read(dir: &Path, name: &str) -> Result<String, CgroupError> {
     let path = dir.join(name);
-    let mut s = String::new();
-    File::open(&path)
-        .and_then(|mut f| f.read_to_string(&mut s))
-        .map_err(|source| CgroupError::Read { path, source })?;
-    Ok(s)
+    read_kernel_file(&path).map_err(|source| CgroupError::Read { path, source })
+}
+
+/// Reads a file the kernel makes as it is read (cgroupfs, procfs) whole, as text. Such files
+/// report no size, so `std::fs::read_to_string` first asks for one (`statx`, `lseek`) and then
+/// reads in pieces that start at 32 bytes; this reads 4 KiB at a time: one read for most, and
+/// one more that says the end. It is on the path of every cage's start and end.
+pub fn read_kernel_file(path: &Path) -> io::Result<String> {
+    let mut f = File::open(path)?;
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// Reads a file, or `None` when it is not there: this kernel does not have it, or its cgroup

@@ -25,16 +25,19 @@ pub struct Hierarchy {
 impl Hierarchy {
     /// Reads `/proc/self/mountinfo` and `/proc/self/cgroup`.
     pub fn discover() -> Result<Self, CgroupError> {
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| {
-            CgroupError::Read {
-                path: "/proc/self/mountinfo".into(),
-                source,
-            }
-        })?;
+        let mountinfo =
+            super::fs::read_kernel_file(Path::new("/proc/self/mountinfo")).map_err(|source| {
+                CgroupError::Read {
+                    path: "/proc/self/mountinfo".into(),
+                    source,
+                }
+            })?;
         let cgroup =
-            std::fs::read_to_string("/proc/self/cgroup").map_err(|source| CgroupError::Read {
-                path: "/proc/self/cgroup".into(),
-                source,
+            super::fs::read_kernel_file(Path::new("/proc/self/cgroup")).map_err(|source| {
+                CgroupError::Read {
+                    path: "/proc/self/cgroup".into(),
+                    source,
+                }
             })?;
         Self::from_texts(&mountinfo, &cgroup)
     }

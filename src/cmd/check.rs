@@ -224,9 +224,14 @@ fn systemd_backend(r: &mut Report, h: &Hierarchy, policy: &Policy) {
     #[cfg(feature = "systemd")]
     match crate::systemd::Manager::connect() {
         Ok(m) => r.ok(format!(
-            "backend systemd: cages are transient scopes in {} of the {} service manager",
+            "backend systemd: cages are transient scopes in {} of the {} service manager, asked {}",
             policy.slice,
-            if m.user { "user's" } else { "system" }
+            if m.user { "user's" } else { "system" },
+            if m.direct {
+                "on its private socket"
+            } else {
+                "through the message bus"
+            }
         )),
         Err(e) => r.problem(
             format!("backend systemd: {}", crate::error::error_chain(&e)),

@@ -177,3 +177,23 @@ assert_eq "$(head -n 1 "$T/auto.out")" "0::$(bot_cg sd-auto)/$(scope_of "$T/auto
 later check_no_warning "$T/auto.err"
 check_no_units
 later check_no_state "$(cage_id "$T/auto.events")"
+
+# --- the manager's private socket, and the message bus where it cannot be reached ---
+# As root claude-cage asks systemd on /run/systemd/private, as systemctl does. With /dev/null
+# mounted over it (in a mount namespace of its own) the same cage is made through dbus-daemon
+# (Hello, a match rule for JobRemoved, Subscribe), and check says which way it went.
+hide_private() { unshare -m sh -c 'mount --bind /dev/null /run/systemd/private && exec "$@"' sh "$@"; }
+op private check --policy "$T/oom.toml"
+grep -qxF "OK       backend systemd: cages are transient scopes in claude-cage.slice of the system service manager, asked on its private socket" "$T/private.out" ||
+	fail "check does not say the private socket: $(grep 'backend systemd' "$T/private.out" | joined)"
+hide_private claude-cage check --policy "$T/oom.toml" >"$T/viabus.out" 2>&1
+grep -qxF "OK       backend systemd: cages are transient scopes in claude-cage.slice of the system service manager, asked through the message bus" "$T/viabus.out" ||
+	fail "check with the private socket hidden does not say the message bus: $(grep 'backend systemd' "$T/viabus.out" | joined)"
+hide_private claude-cage run --events "$T/bus.events" --policy "$T/oom.toml" -- cat /proc/self/cgroup >"$T/bus.out" 2>"$T/bus.err"
+rc=$?
+cat "$T/bus.err"
+check_exit "$T/bus.events" "$rc" 0 exited
+assert_eq "$(head -n 1 "$T/bus.out")" "0::$(bot_cg sd-root)/$(scope_of "$T/bus.events")/main" "the program's /proc/self/cgroup, the scope asked through the message bus"
+later check_no_warning "$T/bus.err"
+check_no_units
+later check_no_state "$(cage_id "$T/bus.events")"

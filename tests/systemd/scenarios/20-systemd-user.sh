@@ -88,6 +88,21 @@ later check_no_warning "$T/cg.err"
 check_no_units --user
 later check_no_state "$(cage_id "$T/cg.events")"
 
+# the user's manager on its private socket ($XDG_RUNTIME_DIR/systemd/private); with /dev/null
+# mounted over that (a mount namespace of its own), the same cage through the session bus
+as_bot claude-cage check --policy "$T/p.toml" >"$T/ucheck.out" 2>&1
+grep -qxF "OK       backend systemd: cages are transient scopes in claude-cage.slice of the user's service manager, asked on its private socket" "$T/ucheck.out" ||
+	fail "bot's check does not say the private socket: $(grep 'backend systemd' "$T/ucheck.out" | joined)"
+unshare -m sh -c 'mount --bind /dev/null /run/user/1000/systemd/private && exec runuser -u bot -- env XDG_RUNTIME_DIR=/run/user/1000 "$@"' sh \
+	claude-cage run --events "$T/ubus.events" --policy "$T/p.toml" -- cat /proc/self/cgroup >"$T/ubus.out" 2>"$T/ubus.err"
+rc=$?
+cat "$T/ubus.err"
+check_exit "$T/ubus.events" "$rc" 0 exited
+case "$(head -n 1 "$T/ubus.out")" in "0::/user.slice/user-1000.slice/user@1000.service/"*"/$(scope_of "$T/ubus.events")/main") ;; *) fail "the program's /proc/self/cgroup, the scope asked through the session bus: $(head -n 1 "$T/ubus.out")" ;; esac
+later check_no_warning "$T/ubus.err"
+check_no_units --user
+later check_no_state "$(cage_id "$T/ubus.events")"
+
 # a user whose service manager cannot be reached: 125, one line with the cause and the fix,
 # nothing started
 systemd_policy "$T/nobus.toml" sd-user

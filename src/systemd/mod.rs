@@ -4,12 +4,23 @@
 //! its tree that it did not make. The system manager serves root; the user's manager (the
 //! session bus) serves everyone else.
 //!
-//! zbus's blocking API runs its own I/O thread; claude-cage only talks to the bus while a cage
-//! starts and ends, never in the supervisor's poll loop.
+//! claude-cage speaks D-Bus itself (`bus.rs`): as root it talks to the system manager on its
+//! private socket, `/run/systemd/private`, as `systemctl` and `systemd-run` do, and a user to
+//! their manager's, `$XDG_RUNTIME_DIR/systemd/private`. No broker is in between, no `Hello`
+//! or match rules are needed, and systemd sends its job signals to every private connection
+//! unasked. Where that socket cannot be reached, the same calls go through the message bus
+//! (dbus-daemon), after `Hello`, a match rule for `JobRemoved` and `Subscribe`. claude-cage only
+//! talks to the manager while a cage starts and ends, never in the supervisor's poll loop.
+
+mod bus;
+
+use std::cell::RefCell;
+use std::path::PathBuf;
 
 use nix::unistd::{Pid, Uid};
-use zbus::blocking::{Connection, Proxy};
-use zbus::zvariant::{OwnedObjectPath, Value};
+
+pub use bus::BusError;
+use bus::{Address, Body, Bus, Target, Value};
 
 use crate::cgroup::limits::Values as Limits;
 use crate::policy::Policy;
@@ -19,15 +30,12 @@ use crate::units::{CPU_PERIOD_US, CpuMax, Limit};
 #[derive(Debug, thiserror::Error)]
 pub enum SystemdError {
     #[error("failed to connect to the {bus} bus of the service manager")]
-    Connect {
-        bus: &'static str,
-        source: zbus::Error,
-    },
+    Connect { bus: &'static str, source: BusError },
     #[error("failed to {op} unit {unit}")]
     Call {
         op: &'static str,
         unit: String,
-        source: zbus::Error,
+        source: BusError,
     },
     #[error("systemd's job to {op} unit {unit} ended with {result:?}")]
     Job {
@@ -40,46 +48,55 @@ pub enum SystemdError {
 /// The fix for a service manager that does not answer: `run` and `check` give the same advice.
 pub const CONNECT_ADVICE: &str = "run as root for the system manager, or in a user session whose bus is reachable ($DBUS_SESSION_BUS_ADDRESS or $XDG_RUNTIME_DIR/bus); or set [cage] backend = \"cgroupfs\" inside a delegated subtree";
 
+/// The service manager's Manager object.
+const MANAGER: Target<'static> = Target {
+    destination: "org.freedesktop.systemd1",
+    path: "/org/freedesktop/systemd1",
+    interface: "org.freedesktop.systemd1.Manager",
+};
+
+/// The properties of the Manager object.
+const MANAGER_PROPERTIES: Target<'static> = Target {
+    interface: "org.freedesktop.DBus.Properties",
+    ..MANAGER
+};
+
+const NO_SUCH_UNIT: &str = "org.freedesktop.systemd1.NoSuchUnit";
+
 /// A connection to the service manager.
-#[derive(Clone)]
 pub struct Manager {
-    _conn: Connection,
-    proxy: Proxy<'static>,
+    bus: RefCell<Bus>,
     pub user: bool,
+    /// Whether the connection is the manager's private socket (not through a message bus).
+    pub direct: bool,
 }
 
 impl Manager {
-    /// The system manager as root, the user's manager otherwise.
-    ///
-    /// Over the bus, not the manager's private socket (`/run/systemd/private`, which
-    /// `systemctl` uses as root): the manager signs what it sends there with its well-known name
-    /// as the sender, which zbus 5 refuses to parse (its executor thread panics).
+    /// The system manager as root, the user's manager otherwise: on its private socket, or
+    /// through the message bus where that cannot be reached.
     pub fn connect() -> Result<Manager, SystemdError> {
         let user = !Uid::effective().is_root();
-        let bus = if user { "user session" } else { "system" };
-        let conn = if user {
-            Connection::session()
+        let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+        let private = if user {
+            runtime.as_ref().map(|d| d.join("systemd/private"))
         } else {
-            Connection::system()
-        }
-        .map_err(|source| SystemdError::Connect { bus, source })?;
-        // No property cache: it would fetch every property of the manager (`GetAll`) and watch
-        // them for changes, where one `Get` of `ControlGroup` is all a cage needs.
-        let proxy = zbus::blocking::proxy::Builder::<Proxy<'static>>::new(&conn)
-            .destination("org.freedesktop.systemd1")
-            .and_then(|b| b.path("/org/freedesktop/systemd1"))
-            .and_then(|b| b.interface("org.freedesktop.systemd1.Manager"))
-            .map(|b| b.cache_properties(zbus::proxy::CacheProperties::No))
-            .and_then(|b| b.build())
-            .map_err(|source| SystemdError::Connect { bus, source })?;
-        // JobRemoved is only sent once someone subscribed.
-        proxy
-            .call::<_, _, ()>("Subscribe", &())
-            .map_err(|source| SystemdError::Connect { bus, source })?;
+            Some(PathBuf::from("/run/systemd/private"))
+        };
+        let direct = private.and_then(|p| Bus::connect(&Address::Path(p)).ok());
+        let (mut conn, direct) = match direct {
+            Some(b) => (b, true),
+            None => {
+                let bus = if user { "user session" } else { "system" };
+                let conn = message_bus(user, runtime)
+                    .map_err(|source| SystemdError::Connect { bus, source })?;
+                (conn, false)
+            }
+        };
+        conn.watch(MANAGER.interface, "JobRemoved");
         Ok(Manager {
-            _conn: conn,
-            proxy,
+            bus: RefCell::new(conn),
             user,
+            direct,
         })
     }
 
@@ -94,18 +111,18 @@ impl Manager {
         pids: &[Pid],
         policy: &Policy,
     ) -> Result<(), SystemdError> {
-        let mut props: Vec<(&str, Value<'_>)> = vec![
-            ("Description", Value::from(description)),
-            ("Slice", Value::from(slice)),
+        let mut props: Vec<(&str, Value)> = vec![
+            ("Description", Value::Str(description.to_owned())),
+            ("Slice", Value::Str(slice.to_owned())),
             (
                 "PIDs",
-                Value::from(pids.iter().map(|p| p.as_raw() as u32).collect::<Vec<u32>>()),
+                Value::U32Array(pids.iter().map(|p| p.as_raw() as u32).collect()),
             ),
             // The cage makes `hold` and `main` (and Claude Code its own cgroups) inside the
             // scope.
-            ("Delegate", Value::from(true)),
+            ("Delegate", Value::Bool(true)),
             // A failed scope is collected too, so no unit is left behind.
-            ("CollectMode", Value::from("inactive-or-failed")),
+            ("CollectMode", Value::Str("inactive-or-failed".to_owned())),
         ];
         props.extend(limit_properties(
             &Limits {
@@ -120,13 +137,12 @@ impl Manager {
             },
             1,
         ));
-        let aux: Vec<(&str, Vec<(&str, Value<'_>)>)> = Vec::new();
-        self.run_job(
-            "start",
-            name,
-            "StartTransientUnit",
-            &(name, "fail", props, aux),
-        )
+        let body = Body::new()
+            .string(name)
+            .string("fail")
+            .properties(&props)
+            .no_aux_units();
+        self.run_job("start", name, "StartTransientUnit", body)
     }
 
     /// Changes the limits of a live unit for this boot (`systemctl set-property --runtime`), so
@@ -135,16 +151,14 @@ impl Manager {
     pub fn set_limits(&self, unit: &str, limits: &Limits) -> Result<bool, SystemdError> {
         let holders = crate::cgroup::id::holders(std::path::Path::new(unit));
         let props = limit_properties(limits, holders);
+        let body = Body::new().string(unit).boolean(true).properties(&props);
         match self
-            .proxy
-            .call::<_, _, ()>("SetUnitProperties", &(unit, true, props))
+            .bus
+            .borrow_mut()
+            .call(&MANAGER, "SetUnitProperties", body)
         {
-            Ok(()) => Ok(true),
-            Err(zbus::Error::MethodError(n, _, _))
-                if n.as_str() == "org.freedesktop.systemd1.NoSuchUnit" =>
-            {
-                Ok(false)
-            }
+            Ok(_) => Ok(true),
+            Err(BusError::Method { name, .. }) if name == NO_SUCH_UNIT => Ok(false),
             Err(source) => Err(SystemdError::Call {
                 op: "set the properties of",
                 unit: unit.to_owned(),
@@ -156,14 +170,22 @@ impl Manager {
     /// The cgroup (relative to the cgroup2 mount) of the slice `slice` of this manager: the
     /// manager's own cgroup, then the slice's ancestors by systemd's naming rule.
     pub fn slice_cgroup(&self, slice: &str) -> Result<String, SystemdError> {
-        let root: String =
-            self.proxy
-                .get_property("ControlGroup")
-                .map_err(|e| SystemdError::Call {
-                    op: "read the ControlGroup of",
-                    unit: "the manager".into(),
-                    source: e,
-                })?;
+        let err = |source| SystemdError::Call {
+            op: "read the ControlGroup of",
+            unit: "the manager".into(),
+            source,
+        };
+        let body = Body::new().string(MANAGER.interface).string("ControlGroup");
+        let reply = self
+            .bus
+            .borrow_mut()
+            .call(&MANAGER_PROPERTIES, "Get", body)
+            .map_err(err)?;
+        let mut r = reply.body("v").map_err(err)?;
+        if r.signature().map_err(err)? != "s" {
+            return Err(err(BusError::Protocol("ControlGroup is not a string")));
+        }
+        let root = r.string().map_err(err)?;
         Ok(format!(
             "{}{}",
             root.trim_end_matches('/'),
@@ -173,38 +195,41 @@ impl Manager {
 
     /// Stops the unit and waits for it; a unit that is already gone is fine.
     pub fn stop(&self, name: &str) -> Result<(), SystemdError> {
-        match self.run_job("stop", name, "StopUnit", &(name, "fail")) {
+        let body = Body::new().string(name).string("fail");
+        match self.run_job("stop", name, "StopUnit", body) {
             Err(SystemdError::Call {
-                source: zbus::Error::MethodError(n, _, _),
+                source: BusError::Method { name, .. },
                 ..
-            }) if n.as_str() == "org.freedesktop.systemd1.NoSuchUnit" => Ok(()),
+            }) if name == NO_SUCH_UNIT => Ok(()),
             other => other,
         }
     }
 
-    /// Calls a method that returns a job, and waits for the job's JobRemoved signal. The
-    /// subscription is made before the call, so the signal cannot be missed.
-    fn run_job<B>(
+    /// Calls a method that returns a job, and waits for the job's JobRemoved signal. Signals
+    /// that come while the call waits for its reply are kept, so the job's cannot be missed.
+    fn run_job(
         &self,
         op: &'static str,
         unit: &str,
         method: &str,
-        body: &B,
-    ) -> Result<(), SystemdError>
-    where
-        B: serde::Serialize + zbus::zvariant::DynamicType,
-    {
+        body: Body,
+    ) -> Result<(), SystemdError> {
         let err = |source| SystemdError::Call {
             op,
             unit: unit.to_owned(),
             source,
         };
-        let mut removed = self.proxy.receive_signal("JobRemoved").map_err(err)?;
-        let job: OwnedObjectPath = self.proxy.call(method, body).map_err(err)?;
-        for msg in removed.by_ref() {
-            let Ok((_id, path, _unit, result)) = msg
-                .body()
-                .deserialize::<(u32, OwnedObjectPath, String, String)>()
+        let mut bus = self.bus.borrow_mut();
+        let reply = bus.call(&MANAGER, method, body).map_err(err)?;
+        let job = reply.body("o").and_then(|mut r| r.string()).map_err(err)?;
+        loop {
+            let signal = bus.next_signal().map_err(err)?;
+            // JobRemoved(u id, o job, s unit, s result)
+            let Ok(mut r) = signal.body("uoss") else {
+                continue;
+            };
+            let (Ok(_id), Ok(path), Ok(_unit), Ok(result)) =
+                (r.u32(), r.string(), r.string(), r.string())
             else {
                 continue;
             };
@@ -220,32 +245,56 @@ impl Manager {
                 };
             }
         }
-        Err(SystemdError::Job {
-            op,
-            unit: unit.to_owned(),
-            result: "no answer (the bus closed)".to_owned(),
-        })
     }
+}
+
+/// The message bus of the system manager (root) or of the user's: `Hello`, the match rule for
+/// the manager's `JobRemoved`, and `Subscribe`, without which the manager sends no job signals
+/// to the bus.
+fn message_bus(user: bool, runtime: Option<PathBuf>) -> Result<Bus, BusError> {
+    let (var, fallback) = if user {
+        ("DBUS_SESSION_BUS_ADDRESS", runtime.map(|d| d.join("bus")))
+    } else {
+        (
+            "DBUS_SYSTEM_BUS_ADDRESS",
+            Some(PathBuf::from("/run/dbus/system_bus_socket")),
+        )
+    };
+    let addr = match std::env::var(var) {
+        Ok(list) => Address::parse(&list).ok_or(BusError::NoAddress(
+            "no unix: address in the bus address variable",
+        ))?,
+        Err(_) => Address::Path(fallback.ok_or(BusError::NoAddress(
+            "$DBUS_SESSION_BUS_ADDRESS and $XDG_RUNTIME_DIR are unset",
+        ))?),
+    };
+    let mut conn = Bus::connect(&addr)?;
+    conn.hello()?;
+    conn.add_match(
+        "type='signal',sender='org.freedesktop.systemd1',path='/org/freedesktop/systemd1',interface='org.freedesktop.systemd1.Manager',member='JobRemoved'",
+    )?;
+    conn.call(&MANAGER, "Subscribe", Body::new())?;
+    Ok(conn)
 }
 
 /// The unit properties of `limits`; TasksMax= allows `holders` more tasks than `pids_max` (a
 /// scope's holder is a task too: `sys::spawn_holder`).
-fn limit_properties(limits: &Limits, holders: u64) -> Vec<(&'static str, Value<'static>)> {
+fn limit_properties(limits: &Limits, holders: u64) -> Vec<(&'static str, Value)> {
     let bytes = |l: Option<Limit>| l.map(|l| l.bytes().unwrap_or(u64::MAX));
     let mut props = Vec::new();
     if let Some(v) = bytes(limits.memory_high) {
-        props.push(("MemoryHigh", Value::from(v)));
+        props.push(("MemoryHigh", Value::U64(v)));
     }
     if let Some(v) = bytes(limits.memory_max) {
-        props.push(("MemoryMax", Value::from(v)));
+        props.push(("MemoryMax", Value::U64(v)));
     }
     if let Some(v) = bytes(limits.swap_max) {
-        props.push(("MemorySwapMax", Value::from(v)));
+        props.push(("MemorySwapMax", Value::U64(v)));
     }
     match bytes(limits.pids_max) {
         None => {}
-        Some(u64::MAX) => props.push(("TasksMax", Value::from(u64::MAX))),
-        Some(n) => props.push(("TasksMax", Value::from(n.saturating_add(holders)))),
+        Some(u64::MAX) => props.push(("TasksMax", Value::U64(u64::MAX))),
+        Some(n) => props.push(("TasksMax", Value::U64(n.saturating_add(holders)))),
     }
     if let Some(c) = limits.cpu_max {
         let per_sec = match c {
@@ -253,11 +302,11 @@ fn limit_properties(limits: &Limits, holders: u64) -> Vec<(&'static str, Value<'
             // CPUQuotaPerSecUSec: microseconds of CPU time per second of wall time.
             CpuMax::Percent(p) => u64::from(p) * 1_000_000 / 100,
         };
-        props.push(("CPUQuotaPerSecUSec", Value::from(per_sec)));
-        props.push(("CPUQuotaPeriodUSec", Value::from(CPU_PERIOD_US)));
+        props.push(("CPUQuotaPerSecUSec", Value::U64(per_sec)));
+        props.push(("CPUQuotaPeriodUSec", Value::U64(CPU_PERIOD_US)));
     }
     if let Some(w) = limits.cpu_weight {
-        props.push(("CPUWeight", Value::from(u64::from(w))));
+        props.push(("CPUWeight", Value::U64(u64::from(w))));
     }
     props
 }
