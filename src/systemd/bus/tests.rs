@@ -191,10 +191,10 @@ fn peer(script: Vec<Vec<Vec<u8>>>) -> (Bus, std::thread::JoinHandle<Vec<Message>
         let uid = nix::unistd::Uid::effective().as_raw().to_string();
         let hex: String = uid.bytes().map(|b| format!("{b:02x}")).collect();
         assert_eq!(line, format!("AUTH EXTERNAL {hex}\r\n"));
-        w.write_all(b"OK 0123456789abcdef\r\n").unwrap();
         line.clear();
         r.read_line(&mut line).unwrap();
         assert_eq!(line, "BEGIN\r\n");
+        w.write_all(b"OK 0123456789abcdef\r\n").unwrap();
         let mut calls = Vec::new();
         for answers in script {
             calls.push(read_message(&mut r).unwrap());
