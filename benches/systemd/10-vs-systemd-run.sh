@@ -137,8 +137,8 @@ assert_eq "$rc" 0 "systemd-run ... claude-cage subgroup -- measure.sh: status"
 grep -qE '^loop /system.slice/cc-bench.service/bench-loop$' "$T/where" || fail "the loop is not in cc-bench.service/bench-loop: $(head -n 1 "$T/where")"
 grep -qE '^cage-cgroupfs /system.slice/cc-bench.service/bench-fs/bench-fs-[0-9]+-[0-9]+/main$' "$T/where" ||
 	fail "the cgroupfs cage is not below the delegated service: $(grep '^cage-cgroupfs' "$T/where")"
-grep -qE '^cage-systemd /claude.slice/claude-cage.slice/claude-cage-bench-sd-[0-9]+-[0-9]+.scope/main$' "$T/where" ||
-	fail "the systemd cage is not a scope in claude-cage.slice: $(grep '^cage-systemd' "$T/where")"
+grep -qE '^cage-systemd /claude.slice/claude-cage.slice/claude-cage-bench\\x2dsd.slice/claude-cage-bench-sd-[0-9]+-[0-9]+.scope/main$' "$T/where" ||
+	fail "the systemd cage is not a scope in its bot's slice in claude-cage.slice: $(grep '^cage-systemd' "$T/where")"
 grep -qE '^systemd-run /system.slice/run-[^/]+\.scope$' "$T/where" || fail "systemd-run's scope: $(grep '^systemd-run' "$T/where")"
 
 # every run exited 0 (and the phase runs left their stamps), and each command has its rounds

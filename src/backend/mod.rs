@@ -94,9 +94,12 @@ impl Owner {
         match (self, &cage.unit) {
             #[cfg(feature = "systemd")]
             // systemd stops an emptied scope by itself and removes its cgroup
-            // (CollectMode=inactive-or-failed); once that is done there is no job to wait for.
+            // (CollectMode=inactive-or-failed). Where that has not happened yet, it is asked
+            // to stop it, without waiting for the job: the cage's processes are gone already
+            // (`end` waited for the cgroup to empty), and the unit's end is systemd's
+            // bookkeeping, which `systemd-run --scope` does not wait for either.
             (Owner::Systemd(m), Some(unit)) if cage.dir.exists() => {
-                m.stop(unit).map_err(RunError::from)
+                m.stop_no_wait(unit).map_err(RunError::from)
             }
             _ => Ok(()),
         }

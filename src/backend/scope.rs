@@ -103,6 +103,7 @@ pub(super) fn create(
             Ok(pending) => {
                 // The holder now lives as long as the scope: the teardown's kill ends it.
                 std::mem::forget(holder);
+                manager.disconnect();
                 Ok(Created {
                     cage,
                     pending,

@@ -65,7 +65,8 @@ const NO_SUCH_UNIT: &str = "org.freedesktop.systemd1.NoSuchUnit";
 
 /// A connection to the service manager.
 pub struct Manager {
-    bus: RefCell<Bus>,
+    /// Open while a cage starts and ends; closed while it lives ([`Manager::disconnect`]).
+    bus: RefCell<Option<Bus>>,
     pub user: bool,
     /// Whether the connection is the manager's private socket (not through a message bus).
     pub direct: bool,
@@ -76,30 +77,57 @@ impl Manager {
     /// through the message bus where that cannot be reached.
     pub fn connect() -> Result<Manager, SystemdError> {
         let user = !Uid::effective().is_root();
-        let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
-        let private = if user {
-            runtime.as_ref().map(|d| d.join("systemd/private"))
-        } else {
-            Some(PathBuf::from("/run/systemd/private"))
-        };
-        let direct = private.and_then(|p| Bus::connect(&Address::Path(p)).ok());
-        let (mut conn, direct) = match direct {
-            Some(b) => (b, true),
-            None => {
-                let bus = if user { "user session" } else { "system" };
-                let conn = message_bus(user, runtime)
-                    .map_err(|source| SystemdError::Connect { bus, source })?;
-                (conn, false)
-            }
-        };
-        conn.watch(MANAGER.interface, "JobRemoved");
+        let (bus, direct) = open(user)?;
         Ok(Manager {
-            bus: RefCell::new(conn),
+            bus: RefCell::new(Some(bus)),
             user,
             direct,
         })
     }
 
+    /// Closes the connection until the next call. A cage's supervisor asks nothing of the
+    /// manager while the cage lives, and reads nothing from it: the manager sends every
+    /// connection on its private socket the signals of every unit, and would keep them queued
+    /// for one that is not read, for as long as the cage lives.
+    pub fn disconnect(&self) {
+        self.bus.borrow_mut().take();
+    }
+
+    /// The connection, opened again where it was closed.
+    fn bus(&self) -> Result<std::cell::RefMut<'_, Bus>, SystemdError> {
+        let mut slot = self.bus.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(open(self.user)?.0);
+        }
+        Ok(std::cell::RefMut::map(slot, |b| {
+            b.as_mut().expect("opened above")
+        }))
+    }
+}
+
+/// Connects to the manager of this user: its private socket, else the message bus.
+fn open(user: bool) -> Result<(Bus, bool), SystemdError> {
+    let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+    let private = if user {
+        runtime.as_ref().map(|d| d.join("systemd/private"))
+    } else {
+        Some(PathBuf::from("/run/systemd/private"))
+    };
+    let direct = private.and_then(|p| Bus::connect(&Address::Path(p)).ok());
+    let (mut conn, direct) = match direct {
+        Some(b) => (b, true),
+        None => {
+            let bus = if user { "user session" } else { "system" };
+            let conn = message_bus(user, runtime)
+                .map_err(|source| SystemdError::Connect { bus, source })?;
+            (conn, false)
+        }
+    };
+    conn.watch(MANAGER.interface, "JobRemoved");
+    Ok((conn, direct))
+}
+
+impl Manager {
     /// Starts the scope `name` in `slice` holding `pids` (the cage's holder, and for a user's
     /// manager the waiting child), with the policy's limits, and waits until systemd has moved
     /// the processes into it.
@@ -152,11 +180,7 @@ impl Manager {
         let holders = crate::cgroup::id::holders(std::path::Path::new(unit));
         let props = limit_properties(limits, holders);
         let body = Body::new().string(unit).boolean(true).properties(&props);
-        match self
-            .bus
-            .borrow_mut()
-            .call(&MANAGER, "SetUnitProperties", body)
-        {
+        match self.bus()?.call(&MANAGER, "SetUnitProperties", body) {
             Ok(_) => Ok(true),
             Err(BusError::Method { name, .. }) if name == NO_SUCH_UNIT => Ok(false),
             Err(source) => Err(SystemdError::Call {
@@ -177,8 +201,7 @@ impl Manager {
         };
         let body = Body::new().string(MANAGER.interface).string("ControlGroup");
         let reply = self
-            .bus
-            .borrow_mut()
+            .bus()?
             .call(&MANAGER_PROPERTIES, "Get", body)
             .map_err(err)?;
         let mut r = reply.body("v").map_err(err)?;
@@ -193,16 +216,18 @@ impl Manager {
         ))
     }
 
-    /// Stops the unit and waits for it; a unit that is already gone is fine.
-    pub fn stop(&self, name: &str) -> Result<(), SystemdError> {
+    /// Asks the manager to stop the unit, and does not wait: for an emptied scope, which systemd
+    /// stops and collects by itself anyway (`CollectMode=inactive-or-failed`), in case it has
+    /// not seen the cgroup empty. A unit already gone is no error (none comes back).
+    pub fn stop_no_wait(&self, name: &str) -> Result<(), SystemdError> {
         let body = Body::new().string(name).string("fail");
-        match self.run_job("stop", name, "StopUnit", body) {
-            Err(SystemdError::Call {
-                source: BusError::Method { name, .. },
-                ..
-            }) if name == NO_SUCH_UNIT => Ok(()),
-            other => other,
-        }
+        self.bus()?
+            .call_no_reply(&MANAGER, "StopUnit", body)
+            .map_err(|source| SystemdError::Call {
+                op: "stop",
+                unit: name.to_owned(),
+                source,
+            })
     }
 
     /// Calls a method that returns a job, and waits for the job's JobRemoved signal. Signals
@@ -219,7 +244,7 @@ impl Manager {
             unit: unit.to_owned(),
             source,
         };
-        let mut bus = self.bus.borrow_mut();
+        let mut bus = self.bus()?;
         let reply = bus.call(&MANAGER, method, body).map_err(err)?;
         let job = reply.body("o").and_then(|mut r| r.string()).map_err(err)?;
         loop {
