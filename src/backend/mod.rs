@@ -54,8 +54,13 @@ impl Backend {
 /// Who owns a created cage's cgroup.
 pub enum Owner {
     Cgroupfs,
+    /// A scope of the service manager. systemd stops an emptied scope by itself and removes its
+    /// cgroup (`CollectMode=inactive-or-failed`), so nothing is asked of it at the end: the
+    /// cage's processes are gone already (`end` waits for the cgroup to empty), and the unit's
+    /// end is systemd's bookkeeping, which `systemd-run --scope` does not wait for either.
+    /// Waiting for a `StopUnit` job cost a fifth of a cage's life in the systemd VM.
     #[cfg(feature = "systemd")]
-    Systemd(crate::systemd::Manager),
+    Systemd,
 }
 
 /// How long a killed cage is given to empty.
@@ -63,8 +68,8 @@ const EMPTY_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Owner {
     /// Kills what is left in the cage, waits until it is empty, calls `reap` (zombies of the
-    /// cage reparented to claude-cage), reads `memory.peak` while the cgroup still exists,
-    /// removes the cage's cgroups and gives the cage back ([`Owner::release`]).
+    /// cage reparented to claude-cage), reads `memory.peak` while the cgroup still exists, and
+    /// removes the cage's cgroups (a scope's own cgroup is systemd's to remove).
     pub fn end(&self, cage: &Cage, reap: impl FnOnce()) -> Result<Option<u64>, RunError> {
         if cage.populated()? {
             cage.kill()?;
@@ -79,30 +84,12 @@ impl Owner {
             .into());
         }
         cage.remove()?;
-        self.release(cage)?;
         Ok(peak)
     }
 
-    /// Ends a cage whose child never ran: kill, remove, release.
+    /// Ends a cage whose child never ran: kill, remove.
     pub fn discard(&self, cage: &Cage) -> Result<(), RunError> {
         self.end(cage, || {}).map(|_| ())
-    }
-
-    /// Gives the emptied cage back to its owner: nothing for cgroupfs (already removed), a
-    /// stopped unit for systemd.
-    fn release(&self, cage: &Cage) -> Result<(), RunError> {
-        match (self, &cage.unit) {
-            #[cfg(feature = "systemd")]
-            // systemd stops an emptied scope by itself and removes its cgroup
-            // (CollectMode=inactive-or-failed). Where that has not happened yet, it is asked
-            // to stop it, without waiting for the job: the cage's processes are gone already
-            // (`end` waited for the cgroup to empty), and the unit's end is systemd's
-            // bookkeeping, which `systemd-run --scope` does not wait for either.
-            (Owner::Systemd(m), Some(unit)) if cage.dir.exists() => {
-                m.stop_no_wait(unit).map_err(RunError::from)
-            }
-            _ => Ok(()),
-        }
     }
 }
 

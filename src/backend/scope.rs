@@ -103,11 +103,11 @@ pub(super) fn create(
             Ok(pending) => {
                 // The holder now lives as long as the scope: the teardown's kill ends it.
                 std::mem::forget(holder);
-                manager.disconnect();
+                // The connection to the manager closes here (`Manager`).
                 Ok(Created {
                     cage,
                     pending,
-                    owner: Owner::Systemd(manager),
+                    owner: Owner::Systemd,
                 })
             }
             Err(e) => {
@@ -115,7 +115,7 @@ pub(super) fn create(
                     p.cancel();
                 }
                 drop(holder);
-                let _ = Owner::Systemd(manager).discard(&cage);
+                let _ = Owner::Systemd.discard(&cage);
                 Err(e)
             }
         };

@@ -220,13 +220,10 @@ pub struct Target<'a> {
     pub interface: &'a str,
 }
 
-/// The header flag of a call whose caller will not read a reply (the peer sends none).
-const NO_REPLY_EXPECTED: u8 = 1;
-
 /// A method call message, ready to send.
-fn encode(serial: u32, flags: u8, to: &Target<'_>, member: &str, body: &Body) -> Vec<u8> {
+fn encode(serial: u32, to: &Target<'_>, member: &str, body: &Body) -> Vec<u8> {
     let mut h = Body::new();
-    h.buf.extend_from_slice(&[b'l', METHOD_CALL, flags, 1]);
+    h.buf.extend_from_slice(&[b'l', METHOD_CALL, 0, 1]);
     h.buf
         .extend_from_slice(&(body.buf.len() as u32).to_le_bytes());
     h.buf.extend_from_slice(&serial.to_le_bytes());
@@ -488,7 +485,9 @@ impl Bus {
 
     /// Calls a method and waits for its reply; an error reply is [`BusError::Method`].
     pub fn call(&mut self, to: &Target<'_>, member: &str, body: Body) -> Result<Message, BusError> {
-        let serial = self.send(to, member, &body, 0)?;
+        self.serial = self.serial.wrapping_add(1).max(1);
+        let serial = self.serial;
+        self.writer.write_all(&encode(serial, to, member, &body))?;
         loop {
             let m = read_message(&mut self.reader)?;
             match m.kind {
@@ -499,29 +498,6 @@ impl Bus {
                 _ => {}
             }
         }
-    }
-
-    /// Calls a method without waiting: no reply comes, an error neither.
-    pub fn call_no_reply(
-        &mut self,
-        to: &Target<'_>,
-        member: &str,
-        body: Body,
-    ) -> Result<(), BusError> {
-        self.send(to, member, &body, NO_REPLY_EXPECTED).map(drop)
-    }
-
-    fn send(
-        &mut self,
-        to: &Target<'_>,
-        member: &str,
-        body: &Body,
-        flags: u8,
-    ) -> Result<u32, BusError> {
-        self.serial = self.serial.wrapping_add(1).max(1);
-        self.writer
-            .write_all(&encode(self.serial, flags, to, member, body))?;
-        Ok(self.serial)
     }
 
     /// The next watched signal, the oldest first.

@@ -63,10 +63,11 @@ const MANAGER_PROPERTIES: Target<'static> = Target {
 
 const NO_SUCH_UNIT: &str = "org.freedesktop.systemd1.NoSuchUnit";
 
-/// A connection to the service manager.
+/// A connection to the service manager. A cage keeps none while it lives: the manager sends
+/// every connection on its private socket the signals of every unit, and would keep them
+/// queued for one that nobody reads.
 pub struct Manager {
-    /// Open while a cage starts and ends; closed while it lives ([`Manager::disconnect`]).
-    bus: RefCell<Option<Bus>>,
+    bus: RefCell<Bus>,
     pub user: bool,
     /// Whether the connection is the manager's private socket (not through a message bus).
     pub direct: bool,
@@ -79,29 +80,10 @@ impl Manager {
         let user = !Uid::effective().is_root();
         let (bus, direct) = open(user)?;
         Ok(Manager {
-            bus: RefCell::new(Some(bus)),
+            bus: RefCell::new(bus),
             user,
             direct,
         })
-    }
-
-    /// Closes the connection until the next call. A cage's supervisor asks nothing of the
-    /// manager while the cage lives, and reads nothing from it: the manager sends every
-    /// connection on its private socket the signals of every unit, and would keep them queued
-    /// for one that is not read, for as long as the cage lives.
-    pub fn disconnect(&self) {
-        self.bus.borrow_mut().take();
-    }
-
-    /// The connection, opened again where it was closed.
-    fn bus(&self) -> Result<std::cell::RefMut<'_, Bus>, SystemdError> {
-        let mut slot = self.bus.borrow_mut();
-        if slot.is_none() {
-            *slot = Some(open(self.user)?.0);
-        }
-        Ok(std::cell::RefMut::map(slot, |b| {
-            b.as_mut().expect("opened above")
-        }))
     }
 }
 
@@ -180,7 +162,11 @@ impl Manager {
         let holders = crate::cgroup::id::holders(std::path::Path::new(unit));
         let props = limit_properties(limits, holders);
         let body = Body::new().string(unit).boolean(true).properties(&props);
-        match self.bus()?.call(&MANAGER, "SetUnitProperties", body) {
+        match self
+            .bus
+            .borrow_mut()
+            .call(&MANAGER, "SetUnitProperties", body)
+        {
             Ok(_) => Ok(true),
             Err(BusError::Method { name, .. }) if name == NO_SUCH_UNIT => Ok(false),
             Err(source) => Err(SystemdError::Call {
@@ -201,7 +187,8 @@ impl Manager {
         };
         let body = Body::new().string(MANAGER.interface).string("ControlGroup");
         let reply = self
-            .bus()?
+            .bus
+            .borrow_mut()
             .call(&MANAGER_PROPERTIES, "Get", body)
             .map_err(err)?;
         let mut r = reply.body("v").map_err(err)?;
@@ -214,20 +201,6 @@ impl Manager {
             root.trim_end_matches('/'),
             slice_path(slice)
         ))
-    }
-
-    /// Asks the manager to stop the unit, and does not wait: for an emptied scope, which systemd
-    /// stops and collects by itself anyway (`CollectMode=inactive-or-failed`), in case it has
-    /// not seen the cgroup empty. A unit already gone is no error (none comes back).
-    pub fn stop_no_wait(&self, name: &str) -> Result<(), SystemdError> {
-        let body = Body::new().string(name).string("fail");
-        self.bus()?
-            .call_no_reply(&MANAGER, "StopUnit", body)
-            .map_err(|source| SystemdError::Call {
-                op: "stop",
-                unit: name.to_owned(),
-                source,
-            })
     }
 
     /// Calls a method that returns a job, and waits for the job's JobRemoved signal. Signals
@@ -244,7 +217,7 @@ impl Manager {
             unit: unit.to_owned(),
             source,
         };
-        let mut bus = self.bus()?;
+        let mut bus = self.bus.borrow_mut();
         let reply = bus.call(&MANAGER, method, body).map_err(err)?;
         let job = reply.body("o").and_then(|mut r| r.string()).map_err(err)?;
         loop {
