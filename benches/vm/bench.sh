@@ -111,12 +111,14 @@ while [ $i -lt $want ]; do
 	i=$((i + 1))
 done
 i=0
-while [ "$(grep -c '"event":"start"' "$T/conc.events" 2>/dev/null)" -lt $want ] && [ $i -lt 6000 ]; do
+# (read through cat: grep -c of a file not made yet prints nothing, and the test would end the wait)
+starts() { cat "$T/conc.events" 2>/dev/null | grep -c '"event":"start"'; }
+while [ "$(starts)" -lt $want ] && [ $i -lt 6000 ]; do
 	sleep 0.1
 	i=$((i + 1))
 done
 start_ms=$(ms_since "$t0")
-started=$(grep -c '"event":"start"' "$T/conc.events")
+started=$(starts)
 dirs=$(find $CG/vm-conc -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l)
 [ -s "$T/conc.err" ] && note "scale stderr: $(head -n 3 "$T/conc.err" | tr '\n' ' ')"
 TIMEIT_DEVNULL=1 timeit 5 - claude-cage ps >"$T/ps.raw"
@@ -135,5 +137,6 @@ for p in /proc/[0-9]*; do
 	s_=$(sed -n 's/.*) \(.\).*/\1/p' "$p/stat" 2>/dev/null)
 	[ -n "$s_" ] && [ "$s_" != Z ] && pl=$((pl + 1))
 done
-sl=$(ls /run/claude-cage 2>/dev/null | wc -l)
+# state files only: the bots' tallies (<bot>.tally) and locks outlive their cages by design
+sl=$(ls /run/claude-cage/*.json 2>/dev/null | wc -l)
 echo "BENCH conc $want $started $start_ms $dirs $ps_ms $kill_ms $exits $killed $dl $pl $sl"
