@@ -169,8 +169,10 @@ med() { stats "$T/raw" "$1" | cut -d' ' -f1; }
 	done <"$T/cmds"
 	for pair in systemd-run:cage-systemd systemd-run:cage-cgroupfs systemd-run-64m:cage-systemd-64m systemd-run-64m:cage-cgroupfs-64m; do
 		a=${pair%%:*} b=${pair#*:}
+		# targets (docs/benchmarks.md): the systemd backend at least as fast as systemd-run, the
+		# cgroupfs backend 10 times faster
 		awk -v a="$a" -v b="$b" -v x="$(med "$a")" -v y="$(med "$b")" \
-			'BEGIN { r = x / y; printf "bench: ratio %s/%s=%.2f (medians %.2f/%.2f ms; target >= 10: %s)\n", a, b, r, x, y, (r >= 10 ? "met" : "MISSED") }'
+			'BEGIN { r = x / y; t = (b ~ /systemd/) ? 1 : 10; printf "bench: ratio %s/%s=%.2f (medians %.2f/%.2f ms; target >= %d: %s)\n", a, b, r, x, y, t, (r >= t ? "met" : "MISSED") }'
 	done
 	while IFS=$'\t' read -r n _; do
 		read -r lm lp10 lp90 _ _ _ cnt < <(stats "$T/raw-phases" "$n" 3)
