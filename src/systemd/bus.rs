@@ -222,28 +222,51 @@ pub struct Target<'a> {
 
 /// A method call message, ready to send.
 fn encode(serial: u32, to: &Target<'_>, member: &str, body: &Body) -> Vec<u8> {
+    let fields = [
+        (1, Field::Str("o", to.path)),
+        (2, Field::Str("s", to.interface)),
+        (3, Field::Str("s", member)),
+        (6, Field::Str("s", to.destination)),
+    ];
+    encode_message(METHOD_CALL, serial, &fields, body)
+}
+
+/// A header field's value: a string, object path or signature (its type), or a number.
+#[derive(Clone, Copy)]
+enum Field<'a> {
+    Str(&'a str, &'a str),
+    /// (Only a peer's reply serial: claude-cage sends calls, the tests' peer replies.)
+    #[cfg_attr(not(test), allow(dead_code))]
+    U32(u32),
+}
+
+/// A message of any kind: the fixed header, the header fields (code and value; the body's
+/// signature is added), the padding, the body.
+fn encode_message(kind: u8, serial: u32, fields: &[(u8, Field<'_>)], body: &Body) -> Vec<u8> {
     let mut h = Body::new();
-    h.buf.extend_from_slice(&[b'l', METHOD_CALL, 0, 1]);
+    h.buf.extend_from_slice(&[b'l', kind, 0, 1]);
     h.buf
         .extend_from_slice(&(body.buf.len() as u32).to_le_bytes());
     h.buf.extend_from_slice(&serial.to_le_bytes());
     let at = h.begin_array(8);
-    let field = |h: &mut Body, code: u8, sig: &str, v: &str| {
+    let sig = (!body.sig.is_empty()).then_some((8, Field::Str("g", body.sig.as_str())));
+    for &(code, v) in fields.iter().chain(sig.as_ref()) {
         h.pad(8);
         h.buf.push(code);
-        h.put_sig(sig);
-        if sig == "g" {
-            h.put_sig(v);
-        } else {
-            h.put_str(v);
+        match v {
+            Field::Str(t, v) => {
+                h.put_sig(t);
+                if t == "g" {
+                    h.put_sig(v);
+                } else {
+                    h.put_str(v);
+                }
+            }
+            Field::U32(n) => {
+                h.put_sig("u");
+                h.put_u32(n);
+            }
         }
-    };
-    field(&mut h, 1, "o", to.path);
-    field(&mut h, 2, "s", to.interface);
-    field(&mut h, 3, "s", member);
-    field(&mut h, 6, "s", to.destination);
-    if !body.sig.is_empty() {
-        field(&mut h, 8, "g", &body.sig);
     }
     h.end_array(at);
     h.pad(8);

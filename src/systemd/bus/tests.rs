@@ -11,39 +11,12 @@ fn message(
     fields: &[(u8, &str, &str)],
     body: &Body,
 ) -> Vec<u8> {
-    let mut h = Body::new();
-    h.buf.extend_from_slice(&[b'l', kind, 0, 1]);
-    h.buf
-        .extend_from_slice(&(body.buf.len() as u32).to_le_bytes());
-    h.buf.extend_from_slice(&serial.to_le_bytes());
-    let at = h.begin_array(8);
-    for (code, sig, v) in fields {
-        h.pad(8);
-        h.buf.push(*code);
-        h.put_sig(sig);
-        if *sig == "g" {
-            h.put_sig(v);
-        } else {
-            h.put_str(v);
-        }
-    }
-    if let Some(r) = reply_to {
-        h.pad(8);
-        h.buf.push(5);
-        h.put_sig("u");
-        h.put_u32(r);
-    }
-    if !body.sig.is_empty() {
-        h.pad(8);
-        h.buf.push(8);
-        h.put_sig("g");
-        let sig = body.sig.clone();
-        h.put_sig(&sig);
-    }
-    h.end_array(at);
-    h.pad(8);
-    h.buf.extend_from_slice(&body.buf);
-    h.buf
+    let mut all: Vec<(u8, Field<'_>)> = fields
+        .iter()
+        .map(|&(c, t, v)| (c, Field::Str(t, v)))
+        .collect();
+    all.extend(reply_to.map(|r| (5, Field::U32(r))));
+    encode_message(kind, serial, &all, body)
 }
 
 fn job_removed(serial: u32, job: &str, result: &str) -> Vec<u8> {

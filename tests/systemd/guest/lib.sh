@@ -42,6 +42,18 @@ check_no_units() {
 # saved by tests/systemd/run as target/systemd/captured/NAME.txt)
 capture() { cat >"/vmtest/captures/$1"; }
 
+# ended_clean TAG [--user]: the run TAG ($rc, $T/TAG.*) exited 0, said no warning, and left no
+# claude-cage unit (of bot's user manager with --user) and no state file
+ended_clean() {
+	local tag=$1
+	shift
+	cat "$T/$tag.err"
+	check_exit "$T/$tag.events" "$rc" 0 exited
+	later check_no_warning "$T/$tag.err"
+	check_no_units "$@"
+	later check_no_state "$(cage_id "$T/$tag.events")"
+}
+
 # A policy for the systemd backend: systemd_policy FILE NAME [EXTRA TOML...]
 systemd_policy() {
 	local f=$1 name=$2
