@@ -25,20 +25,9 @@ pub struct Hierarchy {
 impl Hierarchy {
     /// Reads `/proc/self/mountinfo` and `/proc/self/cgroup`.
     pub fn discover() -> Result<Self, CgroupError> {
-        let mountinfo =
-            super::fs::read_kernel_file(Path::new("/proc/self/mountinfo")).map_err(|source| {
-                CgroupError::Read {
-                    path: "/proc/self/mountinfo".into(),
-                    source,
-                }
-            })?;
-        let cgroup =
-            super::fs::read_kernel_file(Path::new("/proc/self/cgroup")).map_err(|source| {
-                CgroupError::Read {
-                    path: "/proc/self/cgroup".into(),
-                    source,
-                }
-            })?;
+        let proc_self = Path::new("/proc/self");
+        let mountinfo = super::fs::read(proc_self, "mountinfo")?;
+        let cgroup = super::fs::read(proc_self, "cgroup")?;
         Self::from_texts(&mountinfo, &cgroup)
     }
 

@@ -1,8 +1,8 @@
 //! The systemd backend: a transient scope per cage, asked of the service manager over D-Bus
 //! (org.freedesktop.systemd1, `StartTransientUnit`), so that cages show in `systemctl status`
 //! and `systemd-cgtop`, sit in a slice with aggregate limits, and systemd never finds cgroups in
-//! its tree that it did not make. The system manager serves root; the user's manager (the
-//! session bus) serves everyone else.
+//! its tree that it did not make. The system manager serves root; the user's manager serves
+//! everyone else.
 //!
 //! claude-cage speaks D-Bus itself (`bus.rs`): as root it talks to the system manager on its
 //! private socket, `/run/systemd/private`, as `systemctl` and `systemd-run` do, and a user to
@@ -78,38 +78,29 @@ impl Manager {
     /// through the message bus where that cannot be reached.
     pub fn connect() -> Result<Manager, SystemdError> {
         let user = !Uid::effective().is_root();
-        let (bus, direct) = open(user)?;
+        let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+        let private = if user {
+            runtime.as_ref().map(|d| d.join("systemd/private"))
+        } else {
+            Some(PathBuf::from("/run/systemd/private"))
+        };
+        let (mut conn, direct) = match private.and_then(|p| Bus::connect(&Address::Path(p)).ok()) {
+            Some(b) => (b, true),
+            None => {
+                let bus = if user { "user session" } else { "system" };
+                let conn = message_bus(user, runtime)
+                    .map_err(|source| SystemdError::Connect { bus, source })?;
+                (conn, false)
+            }
+        };
+        conn.watch(MANAGER.interface, "JobRemoved");
         Ok(Manager {
-            bus: RefCell::new(bus),
+            bus: RefCell::new(conn),
             user,
             direct,
         })
     }
-}
 
-/// Connects to the manager of this user: its private socket, else the message bus.
-fn open(user: bool) -> Result<(Bus, bool), SystemdError> {
-    let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
-    let private = if user {
-        runtime.as_ref().map(|d| d.join("systemd/private"))
-    } else {
-        Some(PathBuf::from("/run/systemd/private"))
-    };
-    let direct = private.and_then(|p| Bus::connect(&Address::Path(p)).ok());
-    let (mut conn, direct) = match direct {
-        Some(b) => (b, true),
-        None => {
-            let bus = if user { "user session" } else { "system" };
-            let conn = message_bus(user, runtime)
-                .map_err(|source| SystemdError::Connect { bus, source })?;
-            (conn, false)
-        }
-    };
-    conn.watch(MANAGER.interface, "JobRemoved");
-    Ok((conn, direct))
-}
-
-impl Manager {
     /// Starts the scope `name` in `slice` holding `pids` (the cage's holder, and for a user's
     /// manager the waiting child), with the policy's limits, and waits until systemd has moved
     /// the processes into it.
