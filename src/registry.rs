@@ -218,7 +218,9 @@ pub fn survey_bot(bot_dir: &Path, bot: &str) -> Vec<Found> {
     let Ok(rd) = std::fs::read_dir(bot_dir) else {
         return Vec::new();
     };
-    let dirs = state::readable_dirs();
+    // The state directories are opened at the first cage found: a bot without cages (the
+    // common case at a cage's start) costs one directory read.
+    let mut dirs = None;
     let mut out = Vec::new();
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -227,6 +229,7 @@ pub fn survey_bot(bot_dir: &Path, bot: &str) -> Vec<Found> {
             continue;
         }
         let mut candidates: Vec<(StateFile, Record)> = dirs
+            .get_or_insert_with(state::readable_dirs)
             .iter()
             .filter_map(|d| d.find(&id))
             .filter_map(|(f, r)| r.ok().map(|r| (f, r)))
