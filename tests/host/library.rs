@@ -160,3 +160,55 @@ fn an_existing_cage_id_populated_or_frozen_is_never_joined() {
     drop(fx);
     assert_no_cgroup(&bot);
 }
+
+/// The systemd backend's holder, started into a cgroup (clone3 with `CLONE_INTO_CGROUP`), is
+/// in that cgroup from its start, with no move; one started without a cgroup stays in the
+/// test's own (the control). Both die of SIGKILL and the cgroup is then empty.
+#[test]
+fn a_holder_started_into_a_cgroup_is_there_from_its_start() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::sys::wait::{WaitStatus, waitpid};
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let m = mount();
+    let dir = m.join(name("holder"));
+    let fx = Fixture {
+        dirs: vec![dir.clone()],
+        procs: Vec::new(),
+    };
+    std::fs::create_dir(&dir).unwrap();
+    let fd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(&dir)
+        .unwrap();
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let into = claude_cage::sys::spawn_holder("claude-cage-holder t-into", Some(fd.as_fd()))
+        .expect("clone3 into the cgroup");
+    let plain = claude_cage::sys::spawn_holder("claude-cage-holder t-plain", None).unwrap();
+    let cgroup_of = |pid: nix::unistd::Pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default()
+    };
+    let rel = dir.strip_prefix(&m).unwrap().display().to_string();
+    let listed = read(&dir, "cgroup.procs");
+    let (in_dir, in_own) = (cgroup_of(into), cgroup_of(plain));
+    for pid in [into, plain] {
+        kill(pid, Signal::SIGKILL).unwrap();
+        assert_eq!(
+            waitpid(pid, None).unwrap(),
+            WaitStatus::Signaled(pid, Signal::SIGKILL, false)
+        );
+    }
+    assert!(
+        in_dir.lines().any(|l| l == format!("0::/{rel}")),
+        "the holder started into {rel} is in {in_dir:?}"
+    );
+    assert_eq!(listed.trim(), into.to_string(), "{rel}/cgroup.procs");
+    assert_eq!(
+        in_own, own,
+        "the holder started without a cgroup is in the test's own"
+    );
+    wait_line(&dir, "cgroup.events", "populated 0");
+    drop(fx);
+}
