@@ -179,7 +179,11 @@ pub fn supervise(
                 leftover,
                 killed_by_us: killed.is_some(),
                 killed_for: killed.map(|(_, why)| why),
-                peak: cage.memory_peak().max(watch.as_ref().and_then(|w| w.peak)),
+                // `report_counters` has just read it into the watch.
+                peak: match &watch {
+                    Some(w) => w.peak,
+                    None => cage.memory_peak(),
+                },
                 counters: watch.map(|w| w.seen).unwrap_or_default(),
                 idle: idle_verdict,
                 snapshot: alerts.latest_snapshot().cloned(),
