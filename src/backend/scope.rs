@@ -1,8 +1,6 @@
 //! The systemd backend's cage: a transient scope of the service manager (`crate::systemd`)
 //! with the cage's `hold` and `main` inside it.
 
-use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use nix::sys::signal::Signal;
@@ -15,18 +13,15 @@ use crate::policy::Controller;
 use crate::spawn;
 use crate::sys;
 
-/// Creates the cage as a transient scope of the service manager. systemd moves a first holder
-/// (`sys::spawn_holder`) into the new scope, which a scope needs to start; claude-cage makes
-/// `<scope>/hold` and `<scope>/main`, and as root starts the cage's holder in `hold` (clone3
-/// into it) and ends the first, so that no process is moved twice (each move waits for an RCU
-/// grace period in the kernel). Then it enables the controllers for the scope's children
-/// (Delegate=yes makes them ours), and the child starts in `main` (clone3 into it, or into the
-/// scope with its cgroup namespace). A user may not start or move a process from their own
-/// cgroup into the scope (that takes write access to `cgroup.procs` of their common ancestor),
-/// so there the first holder is moved on into `hold`, and the child is forked first, moved by
-/// systemd with the holder and by claude-cage on into `main`. Either way the child waits for
-/// its go. The holder keeps the scope from being removed the moment the cage's last process
-/// exits, before its counters are read.
+/// Creates the cage as a transient scope of the service manager. systemd moves the cage's
+/// holder (`sys::spawn_holder`) into the new scope; claude-cage moves it on into `<scope>/hold`,
+/// enables the controllers for the scope's children (Delegate=yes makes them ours) and makes
+/// `<scope>/main`. As root, the child then starts in `main` (clone3 into it, or into the scope
+/// with its cgroup namespace); a user may not move a process out of its own cgroup into the
+/// scope (that takes write access to `cgroup.procs` of their common ancestor), so there the
+/// child is forked first and systemd moves it with the holder, and claude-cage moves it on into
+/// `main`. Either way the child waits for its go. The holder keeps the scope from being removed
+/// the moment the cage's last process exits, before its counters are read.
 pub(super) fn create(
     manager: crate::systemd::Manager,
     h: &Hierarchy,
@@ -71,7 +66,7 @@ pub(super) fn create(
             // Never join an existing cage.
             continue;
         }
-        let mut holder = Holder::spawn(&id, None)
+        let holder = Holder::spawn(&id)
             .map_err(|source| RunError::from(spawn::SpawnError::Clone { source }))?;
         // The system manager serves root; a user's serves the user (`Manager::connect`), and
         // moves the child into the scope with the holder.
@@ -104,7 +99,7 @@ pub(super) fn create(
             applied: Default::default(),
             deferred: Vec::new(),
         };
-        return match finish(&mut cage, h, &mut holder, &pids, &mut early, &mut req) {
+        return match finish(&mut cage, h, &holder, &pids, &mut early, &mut req) {
             Ok(pending) => {
                 // The holder now lives as long as the scope: the teardown's kill ends it.
                 std::mem::forget(holder);
@@ -158,14 +153,14 @@ fn bot_slice_limits(
     Ok(())
 }
 
-/// Makes the started scope a cage: checks that systemd put its processes where predicted, puts
-/// the cage's holder in `hold` (and a user's early child into `main`), enables the controllers and
+/// Makes the started scope a cage: checks that systemd put its processes where predicted, moves
+/// the holder into `hold` (and a user's early child into `main`), enables the controllers and
 /// records the limits systemd applied, writes `memory.oom.group`, and starts the child unless
 /// it was started early.
 fn finish(
     cage: &mut Cage,
     h: &Hierarchy,
-    holder: &mut Holder,
+    holder: &Holder,
     pids: &[Pid],
     early: &mut Option<spawn::Pending>,
     req: &mut Request<'_>,
@@ -191,22 +186,7 @@ fn finish(
             source,
         })?;
     }
-    // As root, a holder started in `hold` replaces the one systemd moved into the scope, which
-    // is killed and reaped as it is dropped: the scope's own cgroup is then empty, as enabling
-    // controllers for its children requires. Otherwise (a user; clone3 refused) the first
-    // holder moves into `hold`.
-    let started_in_hold = early.is_none()
-        && std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-            .open(&hold)
-            .and_then(|dir| Holder::spawn(&cage.id, Some(dir.as_fd())))
-            .map(|h| *holder = h)
-            .is_ok();
-    if !started_in_hold {
-        cgroup::fs::write(&hold, cgroup::fs::PROCS, &holder.0.to_string())?;
-    }
-    holder.spare_from_oom();
+    cgroup::fs::write(&hold, cgroup::fs::PROCS, &holder.0.to_string())?;
     // A user's manager delegates the scope but keeps cgroup.max.* root's: as a user the scope
     // takes only what systemd's own properties give it.
     if nix::unistd::Uid::effective().is_root() {
@@ -268,21 +248,18 @@ fn finish(
 struct Holder(Pid, bool);
 
 impl Holder {
-    /// Starts a holder, in the cgroup open at `into` or in claude-cage's own.
-    fn spawn(cage: &str, into: Option<BorrowedFd<'_>>) -> std::io::Result<Holder> {
-        Ok(Holder(
-            sys::spawn_holder(&format!("claude-cage-holder {cage}"), into)?,
+    /// Forks the holder. As root it is exempt from the OOM killer (`oom_score_adj` -1000), which
+    /// then neither picks it nor kills it with the group (`memory.oom.group`; mm/oom_kill.c
+    /// skips OOM_SCORE_ADJ_MIN in a group kill); another user may not lower it.
+    fn spawn(cage: &str) -> std::io::Result<Holder> {
+        let mut holder = Holder(
+            sys::spawn_holder(&format!("claude-cage-holder {cage}"))?,
             false,
-        ))
-    }
-
-    /// As root, exempts the holder from the OOM killer (`oom_score_adj` -1000), which then
-    /// neither picks it nor kills it with the group (`memory.oom.group`; mm/oom_kill.c skips
-    /// OOM_SCORE_ADJ_MIN in a group kill); another user may not lower it.
-    fn spare_from_oom(&mut self) {
+        );
         if nix::unistd::Uid::effective().is_root() {
-            self.1 = std::fs::write(format!("/proc/{}/oom_score_adj", self.0), "-1000").is_ok();
+            holder.1 = std::fs::write(format!("/proc/{}/oom_score_adj", holder.0), "-1000").is_ok();
         }
+        Ok(holder)
     }
 }
 

@@ -176,30 +176,6 @@ pub fn spawn_into(cgroup_fd: Option<BorrowedFd<'_>>, spec: &ExecSpec) -> io::Res
     fork_child(spec, true)
 }
 
-/// clone3(2) with `CLONE_INTO_CGROUP` and nothing else: fork(2) into the cgroup open at
-/// `cgroup`. Returns as fork does: 0 in the child, its pid in the parent, -1 with errno set.
-///
-/// # Safety
-/// As fork(2): the caller's child side may only use async-signal-safe calls on memory prepared
-/// before the call (signal-safety(7)), and must never return into code that expects one process.
-pub(super) unsafe fn fork_into(cgroup: BorrowedFd<'_>) -> libc::pid_t {
-    let mut args = CloneArgs {
-        flags: CLONE_INTO_CGROUP,
-        exit_signal: libc::SIGCHLD as u64,
-        cgroup: cgroup.as_raw_fd() as u64,
-        ..Default::default()
-    };
-    // SAFETY: `args` is a valid, fully initialised clone_args of the size passed; without a
-    // stack clone3 behaves like fork(2), and what the child runs is the caller's contract.
-    unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        ) as libc::pid_t
-    }
-}
-
 /// Starts the child with fork(2); with `move_self` it moves itself into the cgroup of
 /// `spec.procs_fd` before it execs.
 fn fork_child(spec: &ExecSpec, move_self: bool) -> io::Result<Started> {

@@ -1,7 +1,6 @@
 //! The holder of a systemd scope: a process that only keeps the scope populated.
 
 use std::io;
-use std::os::fd::BorrowedFd;
 
 use nix::unistd::Pid;
 
@@ -13,12 +12,7 @@ use nix::unistd::Pid;
 /// claude-cage's teardown, `cgroup.kill` or its parent's death (`PR_SET_PDEATHSIG`), ends it.
 /// Its name is `cage-holder` and its command line the words of `title`, so that `ps` and
 /// `systemctl status` do not show it as a second claude-cage.
-///
-/// With `into` (a cgroup directory open), the holder starts in that cgroup from its first
-/// instruction (clone3 with `CLONE_INTO_CGROUP`, as the child's `spawn_into`): no migration,
-/// which costs the kernel an RCU grace period (`cgroup_threadgroup_rwsem`). Where clone3 is
-/// refused the error is returned, and the caller moves a forked holder instead.
-pub fn spawn_holder(title: &str, into: Option<BorrowedFd<'_>>) -> io::Result<Pid> {
+pub fn spawn_holder(title: &str) -> io::Result<Pid> {
     let parent = nix::unistd::getpid().as_raw();
     // The argument area (proc(5): /proc/pid/stat fields 48 and 49, arg_start and arg_end), read
     // before the fork; the holder overwrites its own copy, which the kernel shows as its
@@ -39,13 +33,8 @@ pub fn spawn_holder(title: &str, into: Option<BorrowedFd<'_>>) -> io::Result<Pid
         .bytes()
         .map(|b| if b == b' ' { 0 } else { b })
         .collect();
-    let pid = match into {
-        // SAFETY: clone3(2) without a stack behaves like fork(2): the child runs only the
-        // block below and never returns.
-        Some(cgroup) => unsafe { super::clone::fork_into(cgroup) },
-        // SAFETY: fork(2); the child runs only the block below and never returns.
-        None => unsafe { libc::fork() },
-    };
+    // SAFETY: fork(2); the child runs only the block below and never returns.
+    let pid = unsafe { libc::fork() };
     match pid {
         -1 => Err(io::Error::last_os_error()),
         // SAFETY: async-signal-safe raw system calls only (signal-safety(7); close_range(2),
@@ -107,7 +96,7 @@ mod tests {
     fn the_holder_is_named_closes_everything_and_dies_only_of_sigkill() {
         use nix::sys::signal::kill;
         use nix::sys::wait::{WaitStatus, waitpid};
-        let pid = spawn_holder("claude-cage-holder t-1", None).unwrap();
+        let pid = spawn_holder("claude-cage-holder t-1").unwrap();
         let proc = |f: &str| std::fs::read(format!("/proc/{pid}/{f}")).unwrap_or_default();
         // proc(5) status: a signal mask in hex; bit 14 is SIGTERM (15).
         let has_sigterm = |key: &str| {
