@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 
 /// Run every Claude Code child process in its own cgroup v2 cage: memory, pids and CPU limits
 /// from a per-bot policy, the whole process tree killed when it ends, and one plain line on
@@ -18,6 +18,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The subcommands. Each one's arguments are [`Deferred`]: parsing a command line builds only
+/// the subcommand it names.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run PROGRAM in a new cage and exit with its status.
@@ -25,37 +27,37 @@ pub enum Command {
     /// Exit status: the child's own; 128+N if a signal N killed it (137 for an OOM kill); 124
     /// when max-runtime, stdin-eof-grace or idle-timeout ran out; 125 when claude-cage itself failed and
     /// nothing was started; 126 / 127 when PROGRAM cannot be executed / is not found.
-    Run(Box<RunArgs>),
+    Run(Deferred<Box<RunArgs>>),
     /// Create the shim: a symlink named `claude` to this executable, in DIR.
     ///
     /// Point the Python SDK's `cli_path` (or any host that can only name an executable) at the
     /// symlink. The policy then comes from $CLAUDE_CAGE_POLICY, else
     /// $XDG_CONFIG_HOME/claude-cage/policy.toml (~/.config/claude-cage/policy.toml), else
     /// /etc/claude-cage/policy.toml, else the built-in default.
-    InstallShim(InstallShimArgs),
+    InstallShim(Deferred<InstallShimArgs>),
     /// List live cages: id, bot, child pid, age, memory, pids, throttling, OOM kills, state.
-    Ps(PsArgs),
+    Ps(Deferred<PsArgs>),
     /// Kill cages: the whole cage at once (its supervisor exits 137, reason `killed`).
-    Kill(KillArgs),
+    Kill(Deferred<KillArgs>),
     /// Change the limits of live cages, like `systemctl set-property`.
     ///
     /// The values pass the policy's rules first; nothing is written unless all are valid (exit
     /// 125). Each cage's supervisor writes a `limits-changed` event. Exit status 0, or 1 when a
     /// named cage is not live or a write failed.
-    Set(SetArgs),
+    Set(Deferred<SetArgs>),
     /// Kill and remove orphaned cages (their supervisor is dead) and stale state files.
-    Reap(ReapArgs),
+    Reap(Deferred<ReapArgs>),
     /// Check this host and a policy: cgroup v2, controllers, delegation, kernel features.
     ///
     /// Exit status 0 when a run with the policy would enforce everything it requires, 1
     /// otherwise.
-    Check(CheckArgs),
+    Check(Deferred<CheckArgs>),
     /// Move this process into a child cgroup of its own cgroup, then run COMMAND.
     ///
     /// For a systemd service with `Delegate=` on systemd before 254 (no `DelegateSubgroup=`):
     /// `ExecStart=/usr/bin/claude-cage subgroup -- /usr/bin/my-bot` keeps the bot's own
     /// processes out of the cgroup where its cages go.
-    Subgroup(SubgroupArgs),
+    Subgroup(Deferred<SubgroupArgs>),
     /// Print the man page or shell completions.
     #[command(hide = true)]
     Generate(GenerateArgs),
@@ -232,4 +234,113 @@ pub enum Format {
     Table,
     Json,
     Prometheus,
+}
+
+/// A subcommand's arguments, added to its `clap::Command` only when clap builds that subcommand
+/// (`Command::defer`): to parse it, or for its help, man page or completions. Without it,
+/// parsing any command line builds every subcommand's arguments, which is most of what
+/// `claude-cage run` executes before its own work begins (a third of the code it runs before
+/// the policy is read, counted in translated blocks under QEMU). Reads as the arguments
+/// themselves (`Deref`); `.0` takes them.
+#[derive(Debug)]
+pub struct Deferred<T>(pub T);
+
+impl<T> std::ops::Deref for Deferred<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: Args> Args for Deferred<T> {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd.defer(T::augment_args)
+    }
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        cmd.defer(T::augment_args_for_update)
+    }
+    fn group_id() -> Option<clap::Id> {
+        T::group_id()
+    }
+}
+
+impl<T: FromArgMatches> FromArgMatches for Deferred<T> {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        T::from_arg_matches(m).map(Deferred)
+    }
+    fn from_arg_matches_mut(m: &mut ArgMatches) -> Result<Self, clap::Error> {
+        T::from_arg_matches_mut(m).map(Deferred)
+    }
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        self.0.update_from_arg_matches(m)
+    }
+    fn update_from_arg_matches_mut(&mut self, m: &mut ArgMatches) -> Result<(), clap::Error> {
+        self.0.update_from_arg_matches_mut(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// A subcommand's arguments exist once clap builds it, not before: parsing one command line
+    /// builds only the subcommand it names.
+    #[test]
+    fn a_subcommand_gets_its_arguments_when_built_and_only_then() {
+        let cli = Cli::command();
+        let set = cli.find_subcommand("set").unwrap();
+        assert_eq!(
+            set.get_arguments().count(),
+            0,
+            "built before it was asked for"
+        );
+        assert!(set.get_about().is_some(), "the about line is set at once");
+        let mut built = Cli::command();
+        built.build();
+        for sub in built.get_subcommands() {
+            assert!(
+                sub.has_subcommands()
+                    || sub
+                        .get_arguments()
+                        .any(|a| !a.is_global_set() && a.get_id() != "help"),
+                "{} has no arguments once built",
+                sub.get_name()
+            );
+        }
+    }
+
+    /// Each subcommand parses into its arguments through the wrapper.
+    #[test]
+    fn subcommands_parse_through_the_deferred_arguments() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|c| c.command);
+        match parse(&["claude-cage", "set", "--name", "b", "--memory-max", "1G"]).unwrap() {
+            Command::Set(a) => {
+                assert_eq!(a.name.as_deref(), Some("b"));
+                assert_eq!(a.memory_max.as_deref(), Some("1G"));
+            }
+            c => panic!("{c:?}"),
+        }
+        match parse(&[
+            "claude-cage",
+            "run",
+            "--policy",
+            "p.toml",
+            "--",
+            "true",
+            "-x",
+        ])
+        .unwrap()
+        {
+            Command::Run(a) => {
+                assert_eq!(a.policy.as_deref(), Some(std::path::Path::new("p.toml")));
+                assert_eq!(a.command, ["true", "-x"]);
+            }
+            c => panic!("{c:?}"),
+        }
+        let e = parse(&["claude-cage", "kill", "--bogus"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument);
+        let e = parse(&["claude-cage", "set", "--name", "b"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+    }
 }

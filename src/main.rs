@@ -17,7 +17,7 @@ use std::path::Path;
 
 use clap::Parser;
 
-use claude_cage::cli::{Cli, Command, Generate};
+use claude_cage::cli::{Cli, Command, Deferred, Generate};
 use claude_cage::cmd::{check, install_shim, kill, ps, reap, run, subgroup};
 use claude_cage::exit;
 
@@ -59,15 +59,15 @@ fn real_main() -> i32 {
         }
     };
     match cli.command {
-        Command::Run(a) => run::run_cmd(*a, starter),
-        Command::Ps(a) => match &a.top {
+        Command::Run(Deferred(a)) => run::run_cmd(*a, starter),
+        Command::Ps(Deferred(a)) => match &a.top {
             Some(cage) => ps::top(cage, a.json),
             None => ps::ps(
                 if a.json { ps::Format::Json } else { a.format },
                 a.name.as_deref(),
             ),
         },
-        Command::Kill(a) => {
+        Command::Kill(Deferred(a)) => {
             let signal = match a.signal.as_deref().map(kill::parse_signal).transpose() {
                 Ok(s) => s,
                 Err(e) => {
@@ -84,7 +84,7 @@ fn real_main() -> i32 {
             };
             kill::kill_cmd(target, signal)
         }
-        Command::Set(a) => claude_cage::cmd::set::set_cmd(
+        Command::Set(Deferred(a)) => claude_cage::cmd::set::set_cmd(
             match a.name {
                 Some(b) => kill::Target::Bot(b),
                 None => kill::Target::Ids(a.cages),
@@ -97,9 +97,9 @@ fn real_main() -> i32 {
                 cpu_weight: a.cpu_weight,
             },
         ),
-        Command::Reap(a) => reap::reap(a.dry_run),
-        Command::Check(a) => check::check(a.policy.as_deref(), a.unit.as_deref()),
-        Command::Subgroup(a) => subgroup::subgroup(&a.name, &a.command),
+        Command::Reap(Deferred(a)) => reap::reap(a.dry_run),
+        Command::Check(Deferred(a)) => check::check(a.policy.as_deref(), a.unit.as_deref()),
+        Command::Subgroup(Deferred(a)) => subgroup::subgroup(&a.name, &a.command),
         Command::Generate(g) => {
             use clap::CommandFactory;
             let mut out = std::io::stdout();
@@ -125,7 +125,7 @@ fn real_main() -> i32 {
                 }
             }
         }
-        Command::InstallShim(a) => match install_shim::install(&a) {
+        Command::InstallShim(Deferred(a)) => match install_shim::install(&a) {
             Ok(link) => {
                 println!("{}", link.display());
                 0
