@@ -238,10 +238,10 @@ pub enum Format {
 
 /// A subcommand's arguments, added to its `clap::Command` only when clap builds that subcommand
 /// (`Command::defer`): to parse it, or for its help, man page or completions. Without it,
-/// parsing any command line builds every subcommand's arguments, which is most of what
-/// `claude-cage run` executes before its own work begins (a third of the code it runs before
-/// the policy is read, counted in translated blocks under QEMU). Reads as the arguments
-/// themselves (`Deref`); `.0` takes them.
+/// parsing any command line builds every subcommand's arguments: a tenth of the code
+/// `claude-cage --version` runs, and a twenty-fifth of what `run` runs before it reads the
+/// policy (translated blocks under QEMU, where code run once costs most; docs/benchmarks.md).
+/// Reads as the arguments themselves (`Deref`); `.0` takes them.
 #[derive(Debug)]
 pub struct Deferred<T>(pub T);
 
