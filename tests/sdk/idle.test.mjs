@@ -4,12 +4,15 @@
 // line. The control: a cage kept busy (a Bash tool spinning for twice the idle-timeout) is not
 // ended as idle and its query finishes normally.
 //
-// The default idle-cpu (0.5%) is kept. Claude Code waiting on stdin is not at 0% (measured with
-// cpu.stat on this suite's Claude Code, 3 s blocks after a turn's result): ~6% for the first 3 s
-// (the turn's own tail), then 0.4-0.6% with one ~2.7% block around 9-12 s, then ~0.1% from
-// about 33 s on. So the cage is found idle either by chance in the first half minute (a 3 s
-// window just under 0.5%) or surely once Claude Code quiets down, ~37 s after the result: the
-// bound below is 50 s, not the 3 s the policy says.
+// idle-cpu is 10% here, not the default 0.5%: what this test proves is the mechanism (a cage
+// found idle under the SDK's streaming input, and the line in the SDK's error), and Claude Code
+// waiting on stdin is not at 0%, by an amount that depends on the host (cpu.stat on this
+// suite's Claude Code, 3 s blocks after a turn's result). One day: ~6% for the first 3 s (the
+// turn's own tail), then 0.4-0.6% with one ~2.7% block around 9-12 s, then ~0.1% from about
+// 33 s on. Another day, same kind of host, three runs: 8-18% for the tail, then 1-10% for half a
+// minute and 0.5-2.2% a minute after the result, so that the default never found it idle
+// within 60 s. With 10% the cage is idle a few seconds after the tail; the control below spins
+// at ~100%. The bound is still 50 s, not the 3 s the policy says.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -19,7 +22,7 @@ import { startStandIn } from './lib/stand-in-api.mjs';
 
 const IDLE_MS = 3000;
 const BOUND_MS = 50000;
-const POLICY = (events) => `[lifetime]\nidle-timeout = "3s"\n\n[events]\nfile = "${events}"\n`;
+const POLICY = (events) => `[lifetime]\nidle-timeout = "3s"\nidle-cpu = "10%"\n\n[events]\nfile = "${events}"\n`;
 
 function userMessage(text) {
   return { type: 'user', message: { role: 'user', content: text }, parent_tool_use_id: null, session_id: '' };
@@ -131,11 +134,11 @@ test('idle-timeout: a query left waiting on its input is ended, the SDK error ca
   assert.ok(r.error, `no error raised; messages: ${h.shape(r.messages)}`);
   assert.ok(!ac.signal.aborted, `not ended within ${BOUND_MS + 10000} ms: the cage was never found idle (${r.error.message})`);
   assert.match(r.error.message, /^Claude Code process exited with code 124\. stderr: /);
-  const line = new RegExp(`claude-cage: ${sb.name}-\\d+-\\d+: idle for (\\S+) \\(CPU ([\\d.]+)% of one CPU, below idle-cpu 0\\.5%\\); killed the cage after `);
+  const line = new RegExp(`claude-cage: ${sb.name}-\\d+-\\d+: idle for (\\S+) \\(CPU ([\\d.]+)% of one CPU, below idle-cpu 10%\\); killed the cage after `);
   const m = line.exec(r.error.message);
   assert.ok(m, `no claude-cage idle line in: ${r.error.message}`);
   t.diagnostic(`claude-cage: idle for ${m[1]} at ${m[2]}% of one CPU`);
-  assert.ok(Number(m[2]) <= 0.5, `idle at ${m[2]}%`); // rounded as claude-cage prints it: 0.47% is "0.5%"
+  assert.ok(Number(m[2]) <= 10, `idle at ${m[2]}%`); // rounded as claude-cage prints it: 9.97% is "10%"
   // Idle for a whole window after the turn's work, and not much more.
   assert.ok(r.ms - resAt >= IDLE_MS - 250, `ended ${r.ms - resAt} ms after the first result, before a whole idle-timeout`);
   assert.ok(r.ms < BOUND_MS, `took ${r.ms} ms`);
