@@ -241,16 +241,9 @@ pub enum Format {
 /// parsing any command line builds every subcommand's arguments: a tenth of the code
 /// `claude-cage --version` runs, and a twenty-fifth of what `run` runs before it reads the
 /// policy (translated blocks under QEMU, where code run once costs most; docs/benchmarks.md).
-/// Reads as the arguments themselves (`Deref`); `.0` takes them.
+/// The pattern `Deferred(args)` takes them.
 #[derive(Debug)]
 pub struct Deferred<T>(pub T);
-
-impl<T> std::ops::Deref for Deferred<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
 
 impl<T: Args> Args for Deferred<T> {
     fn augment_args(cmd: clap::Command) -> clap::Command {
@@ -315,7 +308,7 @@ mod tests {
     fn subcommands_parse_through_the_deferred_arguments() {
         let parse = |args: &[&str]| Cli::try_parse_from(args).map(|c| c.command);
         match parse(&["claude-cage", "set", "--name", "b", "--memory-max", "1G"]).unwrap() {
-            Command::Set(a) => {
+            Command::Set(Deferred(a)) => {
                 assert_eq!(a.name.as_deref(), Some("b"));
                 assert_eq!(a.memory_max.as_deref(), Some("1G"));
             }
@@ -332,7 +325,7 @@ mod tests {
         ])
         .unwrap()
         {
-            Command::Run(a) => {
+            Command::Run(Deferred(a)) => {
                 assert_eq!(a.policy.as_deref(), Some(std::path::Path::new("p.toml")));
                 assert_eq!(a.command, ["true", "-x"]);
             }
