@@ -146,12 +146,14 @@ alive "$py_alloc" || fail "py-bot's alloc $py_alloc did not live through ts-bot'
 py_done() { journalctl -q --no-pager -u py-bot.service -o cat | grep -q '^result: '; }
 wait_for 120 "py-bot's query to end" py_done
 assert_eq "$(journalctl -q --no-pager -u py-bot.service -o cat | grep '^result: ' | head -n 1)" "result: py-bot done" "py-bot's result"
+# The SDK logs the result before it closes Claude Code's input; the cage's exit event is
+# written when its child has ended, so it is read once the service (claude-cage with it) has.
+wait_for 30 "py-bot.service to end" sh -c '! systemctl is-active -q py-bot.service'
+assert_eq "$(systemctl show -p Result --value py-bot.service)" success "py-bot.service Result"
 py_exit=$(grep '"event":"exit"' /var/log/claude-cage/py-bot/events.jsonl | head -n 1)
 assert_eq "$(echo "$py_exit" | jq -r .reason)" exited "py-bot exit reason"
 assert_eq "$(echo "$py_exit" | jq -r .status)" 0 "py-bot exit status"
 grep -q '"event":"oom-kill"' /var/log/claude-cage/py-bot/events.jsonl && fail "py-bot saw an OOM kill"
-wait_for 30 "py-bot.service to end" sh -c '! systemctl is-active -q py-bot.service'
-assert_eq "$(systemctl show -p Result --value py-bot.service)" success "py-bot.service Result"
 
 # Stop: nothing of either bot is left.
 systemctl stop ts-bot.service py-bot.service
