@@ -1,4 +1,6 @@
 //! The command line, as clap derive definitions only; the `///` comments are the help text.
+//! Written for a terminal, not for rustdoc: `<NAME>` and `[lifetime]` there are help text.
+#![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -2,9 +2,9 @@
 //!
 //! Three kinds of line, each with its own prefix, so that a bot (and the Agent SDK, which copies
 //! the end of stderr into its error) can tell them apart:
-//! - `claude-cage: ...` — an error, or the one line that says why a cage ended ([`error!`]);
-//! - `claude-cage warning: ...` — something not applied or not cleaned up ([`warning!`]);
-//! - `claude-cage note: ...` — something done on the way, such as reaping an orphan ([`note!`]).
+//! - `claude-cage: ...` — an error, or the one line that says why a cage ended (`error!`);
+//! - `claude-cage warning: ...` — something not applied or not cleaned up (`warning!`);
+//! - `claude-cage note: ...` — something done on the way, such as reaping an orphan (`note!`).
 //!
 //! No line is prefixed by hand: every one goes through [`emit`].
 

@@ -1,6 +1,6 @@
 //! Report: naming why a cage ended and saying it — the reason and exit status from what
 //! supervision and the teardown observed, the `exit` event's record, and the sentence after
-//! "claude-cage: <cage-id>: " that the Agent SDK copies into its error message. One call,
+//! `claude-cage: <cage-id>: ` that the Agent SDK copies into its error message. One call,
 //! [`End::report`], makes all of them.
 
 use std::time::Duration;
@@ -34,7 +34,7 @@ pub struct Report {
     pub status: i32,
     /// The `exit` event.
     pub record: ExitRecord,
-    /// The line for stderr (after "claude-cage: <cage-id>: "), unless the child exited with 0.
+    /// The line for stderr (after `claude-cage: <cage-id>: `), unless the child exited with 0.
     pub line: Option<String>,
 }
 
@@ -197,7 +197,7 @@ impl End<'_> {
         )
     }
 
-    /// The one line for stderr, after "claude-cage: <cage>: ".
+    /// The one line for stderr, after `claude-cage: <cage>: `.
     pub fn explain(&self, reason: Reason) -> String {
         let after = Elapsed(self.duration);
         let oom_note = if self.counters.oom_kill > 0 && reason != Reason::OomKilled {

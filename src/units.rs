@@ -235,7 +235,7 @@ pub struct PressureTrigger {
 }
 
 impl PressureTrigger {
-    /// The text written into `memory.pressure`: "some <stall us> <window us>".
+    /// The text written into `memory.pressure`: `some <stall us> <window us>`.
     pub fn to_cgroup_value(self) -> String {
         let window_us = self.window.as_micros() as u64;
         let stall_us = (window_us as f64 * self.percent / 100.0) as u64;

@@ -197,7 +197,7 @@ impl Validator<'_> {
     }
 }
 
-/// The longest bot name: it leaves room for "-<pid>-<n>" in a cage id.
+/// The longest bot name: it leaves room for `-<pid>-<n>` in a cage id.
 pub const NAME_MAX: usize = 48;
 
 /// Checks a bot name against `[a-z0-9][a-z0-9-]{0,47}`.

@@ -91,9 +91,9 @@ pub struct Alerts {
     /// The variables of claude-cage's environment that the hook gets (it gets none other but
     /// `PATH`): the bot's API keys stay out of it unless named here.
     pub env: Vec<String>,
-    /// The kinds of event the hook hears of (`[alerts] on`), of [`ALERT_EVENTS`].
+    /// The kinds of event the hook hears of (`[alerts] on`), of `ALERT_EVENTS`.
     pub on: Vec<String>,
-    /// The reasons of an end the hook hears of (`[alerts] exit-reasons`), of [`EXIT_REASONS`].
+    /// The reasons of an end the hook hears of (`[alerts] exit-reasons`), of `EXIT_REASONS`.
     pub exit_reasons: Vec<String>,
 }
 
