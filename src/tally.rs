@@ -49,7 +49,8 @@ fn file_name(bot: &str) -> PathBuf {
 }
 
 fn read(f: &mut File) -> io::Result<Tally> {
-    let mut buf = Vec::new();
+    // Room for a usual tally, so that it is read in one call.
+    let mut buf = Vec::with_capacity(4096);
     f.seek(SeekFrom::Start(0))?;
     f.take(MAX_TALLY + 1).read_to_end(&mut buf)?;
     if buf.len() as u64 > MAX_TALLY {
@@ -73,14 +74,26 @@ fn update<R>(bot: &str, change: impl FnOnce(&mut Tally) -> (R, bool)) -> io::Res
     )?;
     // A file that does not parse (cut short by a crash mid-write) starts again from zero
     // rather than stopping the count for good.
-    let mut t = read(&mut f).unwrap_or_default();
+    let read = read(&mut f);
+    // Where a whole read stopped is the old text's length; after a failed one, cut always.
+    let old_len = match read {
+        Ok(_) => f.stream_position()?,
+        Err(_) => u64::MAX,
+    };
+    let mut t = read.unwrap_or_default();
     let (answer, changed) = change(&mut t);
     if changed {
         let mut bytes = serde_json::to_vec(&t).map_err(io::Error::other)?;
         bytes.push(b'\n');
+        // Written over the old text, and cut only when shorter: counters only grow, so the
+        // file is rarely cut, a crash mid-update mostly leaves a whole text (new or old), and
+        // where /run is not a tmpfs the file keeps its block rather than freeing it to allocate
+        // it again.
         f.seek(SeekFrom::Start(0))?;
-        f.set_len(0)?;
         f.write_all(&bytes)?;
+        if (bytes.len() as u64) < old_len {
+            f.set_len(bytes.len() as u64)?;
+        }
     }
     Ok(answer)
 }
@@ -202,5 +215,33 @@ mod tests {
         assert_eq!(t.ends.get("exited"), Some(&200));
         assert_eq!(t.oom_kills, 200);
         assert_eq!(t.oom_limits.get("cage"), Some(&200));
+    }
+
+    /// A tally is written over the old text and cut when the new one is shorter: after a text
+    /// that does not parse (a crash mid-write) and after a change that shortens the text
+    /// (`"memory-warned":false` to `true`), the file holds exactly the new text.
+    #[test]
+    fn a_shorter_text_is_cut_to_length() {
+        let bot = format!("t-tally-cut-{}", std::process::id());
+        let path = crate::state::own_dir().join(file_name(&bot));
+        let _ = std::fs::remove_file(&path);
+        open_own(true).unwrap();
+        std::fs::write(&path, format!("{{\"ends\":{{\"exited\":7{}", " ".repeat(300))).unwrap();
+        add(&bot, "exited", 0, None).unwrap();
+        let after_garbage = std::fs::read_to_string(&path).unwrap();
+        assert!(bot_memory_warn(&bot, true).unwrap());
+        let after_warn = std::fs::read_to_string(&path).unwrap();
+        // And a longer text again: written whole over the shorter one.
+        assert!(!bot_memory_warn(&bot, false).unwrap());
+        let after_clear = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let parse = |s: &str| serde_json::from_str::<Tally>(s).unwrap();
+        assert!(after_garbage.len() < 300, "not cut: {after_garbage:?}");
+        assert_eq!(parse(&after_garbage).ends.get("exited"), Some(&1));
+        assert!(after_warn.len() < after_garbage.len(), "{after_warn:?}");
+        assert!(after_warn.ends_with("\"memory-warned\":true}\n"), "{after_warn:?}");
+        assert_eq!(parse(&after_warn).memory_warns, 1);
+        assert!(after_clear.ends_with("\"memory-warned\":false}\n"), "{after_clear:?}");
+        assert_eq!(parse(&after_clear).ends.get("exited"), Some(&1));
     }
 }
