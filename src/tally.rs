@@ -226,7 +226,11 @@ mod tests {
         let path = crate::state::own_dir().join(file_name(&bot));
         let _ = std::fs::remove_file(&path);
         open_own(true).unwrap();
-        std::fs::write(&path, format!("{{\"ends\":{{\"exited\":7{}", " ".repeat(300))).unwrap();
+        std::fs::write(
+            &path,
+            format!("{{\"ends\":{{\"exited\":7{}", " ".repeat(300)),
+        )
+        .unwrap();
         add(&bot, "exited", 0, None).unwrap();
         let after_garbage = std::fs::read_to_string(&path).unwrap();
         assert!(bot_memory_warn(&bot, true).unwrap());
@@ -239,9 +243,15 @@ mod tests {
         assert!(after_garbage.len() < 300, "not cut: {after_garbage:?}");
         assert_eq!(parse(&after_garbage).ends.get("exited"), Some(&1));
         assert!(after_warn.len() < after_garbage.len(), "{after_warn:?}");
-        assert!(after_warn.ends_with("\"memory-warned\":true}\n"), "{after_warn:?}");
+        assert!(
+            after_warn.ends_with("\"memory-warned\":true}\n"),
+            "{after_warn:?}"
+        );
         assert_eq!(parse(&after_warn).memory_warns, 1);
-        assert!(after_clear.ends_with("\"memory-warned\":false}\n"), "{after_clear:?}");
+        assert!(
+            after_clear.ends_with("\"memory-warned\":false}\n"),
+            "{after_clear:?}"
+        );
         assert_eq!(parse(&after_clear).ends.get("exited"), Some(&1));
     }
 }
