@@ -105,8 +105,11 @@ fn every_forwarded_signal_reaches_the_child() {
         // Perl, not sh: a shell cannot trap a signal that was ignored when it started (POSIX),
         // and SIGINT and SIGQUIT are ignored in a job started in the background by a shell
         // without job control, which the child would inherit through claude-cage as it should.
+        // Its sleeps are short: Perl runs a handler between operations, so a signal that lands
+        // after "ready" but before the sleep begins waits for the sleep's end (seen once in CI,
+        // under the stress test's load, with a sleep of 1000 s).
         let script = format!(
-            "$| = 1; $SIG{{{short}}} = sub {{ print \"got-{short}\\n\"; exit {status} }}; print \"ready\\n\"; sleep 1000 while 1;"
+            "$| = 1; $SIG{{{short}}} = sub {{ print \"got-{short}\\n\"; exit {status} }}; print \"ready\\n\"; sleep 1 while 1;"
         );
         let mut child = spawn_ready(run_cmd(
             &n,
