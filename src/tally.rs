@@ -74,13 +74,13 @@ fn update<R>(bot: &str, change: impl FnOnce(&mut Tally) -> (R, bool)) -> io::Res
     )?;
     // A file that does not parse (cut short by a crash mid-write) starts again from zero
     // rather than stopping the count for good.
-    let read = read(&mut f);
+    let got = read(&mut f);
     // Where a whole read stopped is the old text's length; after a failed one, cut always.
-    let old_len = match read {
+    let old_len = match got {
         Ok(_) => f.stream_position()?,
         Err(_) => u64::MAX,
     };
-    let mut t = read.unwrap_or_default();
+    let mut t = got.unwrap_or_default();
     let (answer, changed) = change(&mut t);
     if changed {
         let mut bytes = serde_json::to_vec(&t).map_err(io::Error::other)?;

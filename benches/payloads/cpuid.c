@@ -7,8 +7,8 @@
  * time and prints
  *   cpuid: NAME: N instructions, M CPUID
  * (NAME: the program's file name; its own process only, not its children; its stdout goes to
- * /dev/null). x86_64 only: elsewhere it prints one line
- * saying so. Exits 125 when a program cannot be traced. */
+ * /dev/null). x86_64 only: elsewhere it prints one line saying so. Exits 125 when a program
+ * cannot be traced. */
 #define _GNU_SOURCE
 #include <stdio.h>
 #if defined(__x86_64__)
@@ -43,8 +43,8 @@ static int count(char **argv)
         return 125;
     if (p == 0) {
         /* Only this program's lines on stdout. */
-        FILE *null = freopen("/dev/null", "w", stdout);
-        (void)null;
+        if (!freopen("/dev/null", "w", stdout))
+            _exit(127);
         ptrace(PTRACE_TRACEME, 0, 0, 0);
         execvp(argv[0], argv);
         _exit(127);
@@ -99,7 +99,7 @@ int main(int argc, char **argv)
         int j = i;
         while (j < argc && strcmp(argv[j], "--") != 0)
             j++;
-        argv[j < argc ? j : argc] = NULL;
+        argv[j] = NULL; /* the "--" (or argv[argc], NULL already) ends this program's argv */
         if (j > i && count(argv + i) != 0)
             return 125;
         fflush(stdout);
